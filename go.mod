@@ -1,0 +1,3 @@
+module github.com/qodwatch/qodwatch
+
+go 1.26

@@ -1,0 +1,2 @@
+// Package qodclient speaks the Quality on Demand API.
+package qodclient
