@@ -1,0 +1,58 @@
+package daemon
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestNotificationReceiver(t *testing.T) {
+	var ended []string
+	rcv := &NotificationReceiver{Token: "s3cret", OnTerminated: func(id string) { ended = append(ended, id) }}
+	body := `{"sessionId":"abc","event":"SESSION_TERMINATED"}`
+	cases := []struct {
+		name   string
+		method string
+		url    string
+		header string
+		body   string
+		status int
+		ended  int
+	}{
+		{"apikey", "POST", "/notifications?apikey=s3cret", "", body, 204, 1},
+		{"bearer", "POST", "/notifications", "Bearer s3cret", body, 204, 1},
+		{"wrong token", "POST", "/notifications?apikey=nope", "", body, 401, 0},
+		{"no token", "POST", "/notifications", "", body, 401, 0},
+		{"basic is not bearer", "POST", "/notifications", "Basic s3cret", body, 401, 0},
+		{"get", "GET", "/notifications?apikey=s3cret", "", "", 405, 0},
+		{"malformed", "POST", "/notifications?apikey=s3cret", "", "{", 400, 0},
+		{"huge", "POST", "/notifications?apikey=s3cret", "", `{"sessionId":"` + strings.Repeat("x", maxNotificationBody) + `"}`, 413, 0},
+		{"other event", "POST", "/notifications?apikey=s3cret", "", `{"sessionId":"abc","event":"SOMETHING"}`, 204, 0},
+		{"cloudevent", "POST", "/notifications", "Bearer s3cret", `{"type":"org.camaraproject.quality-on-demand.v1.status-changed","data":{"sessionId":"abc","qosStatus":"UNAVAILABLE"}}`, 204, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ended = nil
+			req := httptest.NewRequest(c.method, c.url, strings.NewReader(c.body))
+			if c.header != "" {
+				req.Header.Set("Authorization", c.header)
+			}
+			rec := httptest.NewRecorder()
+			rcv.ServeHTTP(rec, req)
+			if rec.Code != c.status {
+				t.Fatalf("status %d, want %d", rec.Code, c.status)
+			}
+			if len(ended) != c.ended {
+				t.Fatalf("ended %v, want %d", ended, c.ended)
+			}
+		})
+	}
+	// An empty configured token accepts nothing.
+	empty := &NotificationReceiver{}
+	rec := httptest.NewRecorder()
+	empty.ServeHTTP(rec, httptest.NewRequest("POST", "/notifications?apikey=", strings.NewReader(body)))
+	if rec.Code != http.StatusUnauthorized {
+		t.Fatalf("empty token: %d", rec.Code)
+	}
+}

@@ -1,0 +1,253 @@
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"syscall"
+	"time"
+)
+
+// StateFileName is the file in the state directory that holds every session
+// qodwatch knows about. The daemon and the `qodwatch sessions` commands share
+// it, so a session made by hand is never invisible to the daemon.
+const StateFileName = "sessions.json"
+
+// Session is a QoD session that qodwatch holds (or held until it is
+// confirmed gone). It is written to the state file before anything else
+// happens after the API answered a create.
+type Session struct {
+	UE            string    `json:"ue"`
+	ID            string    `json:"id"`
+	QoS           string    `json:"qos"`
+	Rule          string    `json:"rule,omitempty"`
+	StartedAt     time.Time `json:"started_at"`
+	ExpiresAt     time.Time `json:"expires_at"`
+	TransactionID string    `json:"transaction_id,omitempty"`
+	// Origin says who asked for it: "daemon" or "cli".
+	Origin string `json:"origin,omitempty"`
+}
+
+// Intent is a create that was about to be sent, or was sent with no answer
+// recorded yet. The DevEdge API cannot look a session up by UE, so after a
+// crash between the operator's answer and the state write the UE is treated
+// as possibly holding a session until Until.
+type Intent struct {
+	UE            string    `json:"ue"`
+	QoS           string    `json:"qos"`
+	Duration      int       `json:"duration_seconds"`
+	TransactionID string    `json:"transaction_id"`
+	SentAt        time.Time `json:"sent_at"`
+	// Until is when a session created by this intent would have expired on
+	// its own: SentAt + Duration, plus a margin for clock skew.
+	Until  time.Time `json:"until"`
+	Origin string    `json:"origin,omitempty"`
+}
+
+// State is the content of the state file.
+type State struct {
+	Version  int       `json:"version"`
+	Sessions []Session `json:"sessions"`
+	Intents  []Intent  `json:"intents"`
+}
+
+// SessionFor returns the session held for ue, if any.
+func (s *State) SessionFor(ue string) (Session, bool) {
+	for _, x := range s.Sessions {
+		if x.UE == ue {
+			return x, true
+		}
+	}
+	return Session{}, false
+}
+
+// IntentFor returns the newest open intent for ue, if any.
+func (s *State) IntentFor(ue string) (Intent, bool) {
+	var found Intent
+	ok := false
+	for _, x := range s.Intents {
+		if x.UE == ue && (!ok || x.SentAt.After(found.SentAt)) {
+			found, ok = x, true
+		}
+	}
+	return found, ok
+}
+
+// AddSession records a session and settles the intent with the same
+// transaction id, in one write.
+func (s *State) AddSession(x Session) {
+	s.RemoveSession(x.ID)
+	s.Sessions = append(s.Sessions, x)
+	s.DropIntent(x.TransactionID)
+}
+
+// RemoveSession forgets the session with the given id.
+func (s *State) RemoveSession(id string) {
+	out := s.Sessions[:0]
+	for _, x := range s.Sessions {
+		if x.ID != id {
+			out = append(out, x)
+		}
+	}
+	s.Sessions = out
+}
+
+// DropIntent forgets the intent with the given transaction id.
+func (s *State) DropIntent(txid string) {
+	if txid == "" {
+		return
+	}
+	out := s.Intents[:0]
+	for _, x := range s.Intents {
+		if x.TransactionID != txid {
+			out = append(out, x)
+		}
+	}
+	s.Intents = out
+}
+
+// DropExpiredIntents forgets intents whose possible session has run out.
+func (s *State) DropExpiredIntents(now time.Time) []Intent {
+	var dropped []Intent
+	out := s.Intents[:0]
+	for _, x := range s.Intents {
+		if now.Before(x.Until) {
+			out = append(out, x)
+		} else {
+			dropped = append(dropped, x)
+		}
+	}
+	s.Intents = out
+	return dropped
+}
+
+// StateFile is the durable store of sessions and intents. Every change is a
+// locked read-modify-write of the whole file, written to a temporary file,
+// fsynced and renamed over the old one, so a kill -9 at any moment leaves
+// either the old or the new content, and two processes (daemon and CLI)
+// never lose each other's writes.
+type StateFile struct {
+	dir string
+}
+
+// OpenStateFile prepares the state directory. It does not read the file.
+func OpenStateFile(dir string) (*StateFile, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	return &StateFile{dir: dir}, nil
+}
+
+// Path is the state file's path.
+func (f *StateFile) Path() string { return filepath.Join(f.dir, StateFileName) }
+
+// Load reads the current state. A missing file is an empty state.
+func (f *StateFile) Load() (State, error) {
+	unlock, err := f.lock()
+	if err != nil {
+		return State{}, err
+	}
+	defer unlock()
+	return f.read()
+}
+
+// Update applies change to the current state and writes the result durably
+// before returning. If change returns an error nothing is written.
+func (f *StateFile) Update(change func(*State) error) (State, error) {
+	unlock, err := f.lock()
+	if err != nil {
+		return State{}, err
+	}
+	defer unlock()
+	st, err := f.read()
+	if err != nil {
+		return State{}, err
+	}
+	if err := change(&st); err != nil {
+		return st, err
+	}
+	if err := f.write(st); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+func (f *StateFile) lock() (func(), error) {
+	lf, err := os.OpenFile(filepath.Join(f.dir, ".sessions.lock"), os.O_CREATE|os.O_RDWR, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("lock state file: %w", err)
+	}
+	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX); err != nil {
+		lf.Close()
+		return nil, fmt.Errorf("lock state file: %w", err)
+	}
+	return func() {
+		_ = syscall.Flock(int(lf.Fd()), syscall.LOCK_UN)
+		lf.Close()
+	}, nil
+}
+
+func (f *StateFile) read() (State, error) {
+	data, err := os.ReadFile(f.Path())
+	if errors.Is(err, os.ErrNotExist) {
+		return State{Version: 1}, nil
+	}
+	if err != nil {
+		return State{}, fmt.Errorf("read state file: %w", err)
+	}
+	var st State
+	if err := json.Unmarshal(data, &st); err != nil {
+		return State{}, fmt.Errorf("read state file %s: %w", f.Path(), err)
+	}
+	if st.Version != 1 {
+		return State{}, fmt.Errorf("read state file %s: unsupported version %d", f.Path(), st.Version)
+	}
+	return st, nil
+}
+
+func (f *StateFile) write(st State) error {
+	st.Version = 1
+	sort.Slice(st.Sessions, func(i, j int) bool { return st.Sessions[i].UE < st.Sessions[j].UE })
+	if st.Sessions == nil {
+		st.Sessions = []Session{}
+	}
+	if st.Intents == nil {
+		st.Intents = []Intent{}
+	}
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode state: %w", err)
+	}
+	tmp, err := os.CreateTemp(f.dir, ".sessions-*.tmp")
+	if err != nil {
+		return fmt.Errorf("write state file: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after a successful rename
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write state file: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("sync state file: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write state file: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), f.Path()); err != nil {
+		return fmt.Errorf("replace state file: %w", err)
+	}
+	// The rename is durable only once the directory entry is.
+	d, err := os.Open(f.dir)
+	if err != nil {
+		return fmt.Errorf("sync state directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync state directory: %w", err)
+	}
+	return nil
+}
