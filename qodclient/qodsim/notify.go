@@ -1,0 +1,156 @@
+package qodsim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// notificationBody is the v0.8.1 SESSION_TERMINATED notification.
+type notificationBody struct {
+	SessionID string `json:"sessionId"`
+	Event     string `json:"event"`
+}
+
+// notifyTarget is notificationUrl + "/notifications", and the same with
+// the apikey parameter when that is how the token travels.
+func notifyTarget(base, token, mode string) (target, logged string, err error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", "", fmt.Errorf("parse notification URL: %w", err)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/notifications"
+	u.RawPath = ""
+	logged = u.String()
+	if token != "" && mode == NotifyAPIKey {
+		q := u.Query()
+		q.Set("apikey", token)
+		u.RawQuery = q.Encode()
+	}
+	return u.String(), logged, nil
+}
+
+// notify starts the background delivery of SESSION_TERMINATED for a
+// session that ended other than by DELETE.
+func (s *Simulator) notify(sess Session, reason string) {
+	if sess.NotificationURL == "" {
+		return
+	}
+	target, logged, err := notifyTarget(sess.NotificationURL, sess.NotificationAuthToken, s.opts.NotifyAuth)
+	s.mu.Lock()
+	idx := len(s.notifications)
+	s.notifications = append(s.notifications, Notification{SessionID: sess.ID, Reason: reason, URL: logged})
+	s.mu.Unlock()
+	if err != nil {
+		s.finishNotification(idx, false, err.Error())
+		return
+	}
+	if !s.track() {
+		s.finishNotification(idx, false, errClosed.Error())
+		return
+	}
+	s.mu.Lock()
+	if s.deliveries == 0 {
+		s.idle = make(chan struct{})
+	}
+	s.deliveries++
+	s.mu.Unlock()
+	body, _ := json.Marshal(notificationBody{SessionID: sess.ID, Event: "SESSION_TERMINATED"})
+	go func() {
+		defer s.wg.Done()
+		defer func() {
+			s.mu.Lock()
+			if s.deliveries--; s.deliveries == 0 {
+				close(s.idle)
+			}
+			s.mu.Unlock()
+		}()
+		s.deliver(idx, target, logged, sess.NotificationAuthToken, body)
+	}()
+}
+
+// deliver makes at most NotifyAttempts attempts, each bounded by
+// NotifyTimeout, with doubling backoff between them; Close cuts it short.
+// 2xx is success; other 4xx answers (but 408 and 429) are final.
+func (s *Simulator) deliver(idx int, target, logged, token string, body []byte) {
+	backoff := s.opts.NotifyBackoff
+	for attempt := 1; ; attempt++ {
+		status, err := s.post(target, token, body)
+		s.mu.Lock()
+		s.notifications[idx].Attempts = attempt
+		s.mu.Unlock()
+		if err == nil && status/100 == 2 {
+			s.log.Info("qodsim notification delivered", "url", logged, "attempt", attempt, "status", status)
+			s.finishNotification(idx, true, "")
+			return
+		}
+		msg := ""
+		if err != nil {
+			msg = err.Error()
+		} else {
+			msg = fmt.Sprintf("answer %d", status)
+		}
+		final := attempt >= s.opts.NotifyAttempts ||
+			(err == nil && status/100 == 4 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests)
+		s.log.Warn("qodsim notification failed", "url", logged, "attempt", attempt, "error", msg, "final", final)
+		if final {
+			s.finishNotification(idx, false, msg)
+			return
+		}
+		s.mu.Lock()
+		s.notifications[idx].LastError = msg
+		s.mu.Unlock()
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			t.Stop()
+			s.finishNotification(idx, false, msg+" (simulator closed)")
+			return
+		}
+		backoff *= 2
+	}
+}
+
+// post sends one notification. The error never contains the target URL,
+// which may carry the token.
+func (s *Simulator) post(target, token string, body []byte) (int, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.opts.NotifyTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
+	if err != nil {
+		return 0, fmt.Errorf("build notification request: %w", stripURL(err))
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" && s.opts.NotifyAuth == NotifyBearer {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := s.opts.HTTPClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("send notification: %w", stripURL(err))
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused
+	return resp.StatusCode, nil
+}
+
+// stripURL drops the URL (which may hold the apikey) from a client error.
+func stripURL(err error) error {
+	if ue, ok := err.(*url.Error); ok {
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	return err
+}
+
+func (s *Simulator) finishNotification(idx int, delivered bool, lastErr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := &s.notifications[idx]
+	n.Delivered, n.Done, n.LastError = delivered, true, lastErr
+}

@@ -1,0 +1,167 @@
+package qodsim
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+)
+
+// OpenAPI is the project's own OpenAPI 3 description of the DevEdge QoD
+// v1.1.2 API, the document every request is checked against.
+//
+//go:embed openapi/devedge-qod-v1.1.2.yaml
+var OpenAPI []byte
+
+// Operation ids in the embedded document.
+const (
+	opCreate = "createSession"
+	opGet    = "getSession"
+	opDelete = "deleteSession"
+)
+
+// apiSpec is the loaded document with one ready route per operation.
+type apiSpec struct {
+	doc    *openapi3.T
+	routes map[string]*routers.Route // by operation id
+	opts   *openapi3filter.Options
+}
+
+var (
+	specOnce   sync.Once
+	loadedSpec *apiSpec
+	specErr    error
+)
+
+// loadSpec parses and checks the embedded document once per process.
+func loadSpec() (*apiSpec, error) {
+	specOnce.Do(func() { loadedSpec, specErr = parseSpec(OpenAPI) })
+	return loadedSpec, specErr
+}
+
+var uuidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+func parseSpec(data []byte) (*apiSpec, error) {
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromData(data)
+	if err != nil {
+		return nil, fmt.Errorf("load embedded OpenAPI document: %w", err)
+	}
+	if err := doc.Validate(loader.Context); err != nil {
+		return nil, fmt.Errorf("check embedded OpenAPI document: %w", err)
+	}
+	s := &apiSpec{doc: doc, routes: map[string]*routers.Route{}}
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			// The simulator checks auth itself (TAAP PoP tokens are beyond
+			// what kin-openapi can verify), so the routes carry an empty,
+			// non-nil security list, which kin-openapi treats as "none".
+			opCopy := *op
+			opCopy.Security = &openapi3.SecurityRequirements{}
+			s.routes[op.OperationID] = &routers.Route{
+				Spec: doc, Path: path, PathItem: item, Method: method, Operation: &opCopy,
+			}
+		}
+	}
+	for _, id := range []string{opCreate, opGet, opDelete} {
+		if s.routes[id] == nil {
+			return nil, fmt.Errorf("check embedded OpenAPI document: operation %q missing", id)
+		}
+	}
+	s.opts = &openapi3filter.Options{
+		AuthenticationFunc: openapi3filter.NoopAuthenticationFunc,
+		// The simulator applies the default duration itself.
+		SkipSettingDefaults: true,
+		SchemaValidationOptions: []openapi3.SchemaValidationOption{
+			// Values can be secrets (notificationAuthToken): keep them
+			// out of error messages.
+			openapi3.DisableSchemaErrorDetails(),
+			openapi3.WithStringFormatValidator("uuid", openapi3.NewCallbackValidator(func(v string) error {
+				if !uuidPattern.MatchString(v) {
+					return errors.New("not a UUID")
+				}
+				return nil
+			})),
+			openapi3.WithStringFormatValidator("uri", openapi3.NewCallbackValidator(checkAbsoluteHTTPURL)),
+		},
+	}
+	return s, nil
+}
+
+// checkAbsoluteHTTPURL accepts what the simulator can deliver a notification to.
+func checkAbsoluteHTTPURL(v string) error {
+	u, err := url.Parse(v)
+	if err != nil {
+		return errors.New("not a URL")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return errors.New("URL scheme must be http or https")
+	}
+	if u.Host == "" {
+		return errors.New("URL has no host")
+	}
+	return nil
+}
+
+// validate checks r (whose body has already been read into body) against
+// the operation. The message it returns is safe to show to the caller.
+func (s *apiSpec) validate(ctx context.Context, opID string, r *http.Request, body []byte, pathParams map[string]string) error {
+	req := r.Clone(ctx)
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	req.ContentLength = int64(len(body))
+	in := &openapi3filter.RequestValidationInput{
+		Request:    req,
+		PathParams: pathParams,
+		Route:      s.routes[opID],
+		Options:    s.opts,
+	}
+	if err := openapi3filter.ValidateRequest(ctx, in); err != nil {
+		return errors.New(describeValidationError(err))
+	}
+	return nil
+}
+
+// describeValidationError turns a kin-openapi error into one line naming
+// the place and the reason, without the offending value.
+func describeValidationError(err error) string {
+	var schemaErr *openapi3.SchemaError
+	if errors.As(err, &schemaErr) {
+		where := "/" + strings.Join(schemaErr.JSONPointer(), "/")
+		var reqErr *openapi3filter.RequestError
+		if errors.As(err, &reqErr) && reqErr.Parameter != nil {
+			where = reqErr.Parameter.In + " parameter " + reqErr.Parameter.Name
+		} else {
+			where = "body " + where
+		}
+		return "Schema validation failed at " + where + ": " + schemaErr.Reason
+	}
+	var reqErr *openapi3filter.RequestError
+	if errors.As(err, &reqErr) {
+		switch {
+		case reqErr.Parameter != nil:
+			msg := reqErr.Reason
+			if reqErr.Err != nil {
+				msg = reqErr.Err.Error()
+			}
+			return fmt.Sprintf("Invalid %s parameter %s: %s", reqErr.Parameter.In, reqErr.Parameter.Name, msg)
+		case reqErr.RequestBody != nil:
+			msg := reqErr.Reason
+			if reqErr.Err != nil {
+				msg = reqErr.Err.Error()
+			}
+			return "Invalid request body: " + msg
+		}
+	}
+	return "Invalid request: " + err.Error()
+}

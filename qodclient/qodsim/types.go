@@ -1,0 +1,280 @@
+package qodsim
+
+import (
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Defaults the simulator applies to zero Options fields.
+const (
+	DefaultBasePath        = "/qod/v1"
+	DefaultTokenPath       = "/oauth2/v6/tokens"
+	DefaultTokenTTL        = 3600 * time.Second
+	DefaultNotifyAttempts  = 3
+	DefaultNotifyTimeout   = 5 * time.Second
+	DefaultNotifyBackoff   = 200 * time.Millisecond
+	DefaultMaxRequestLog   = 10000
+	DefaultSessionDuration = 86400 // seconds, the contract's default and maximum
+)
+
+// legacyTokenPath is the other TAAP token path some DevEdge products use.
+const legacyTokenPath = "/oauth2/v2/tokens"
+
+// Notification auth modes.
+const (
+	NotifyAPIKey = "apikey" // ?apikey=<token>, as CAMARA v0.8.1 declares
+	NotifyBearer = "bearer" // Authorization: Bearer <token>, as later CAMARA versions do
+)
+
+// Options configures a Simulator. The zero value serves an API without
+// auth at /qod/v1.
+type Options struct {
+	// BasePath is the API's path prefix; sessions live at BasePath+"/sessions".
+	// Default "/qod/v1".
+	BasePath string
+	// BearerToken, if set and TAAP is nil, is the one access token every API
+	// call must carry as "Authorization: Bearer <token>".
+	BearerToken string
+	// TAAP turns on T-Mobile API Access Protocol auth.
+	TAAP *TAAPOptions
+	// Now is the clock for session times, token and PoP lifetimes.
+	// Default time.Now.
+	Now func() time.Time
+	// NotifyAuth says how the session's notificationAuthToken is sent with a
+	// notification: NotifyAPIKey (default) or NotifyBearer.
+	NotifyAuth string
+	// NotifyAttempts bounds delivery attempts per notification (default 3);
+	// NotifyTimeout bounds each attempt (default 5s); NotifyBackoff is the
+	// wait before the second attempt, doubling after (default 200ms).
+	NotifyAttempts int
+	NotifyTimeout  time.Duration
+	NotifyBackoff  time.Duration
+	// MaxRequestLog bounds the request log kept for Requests (default 10000,
+	// oldest dropped first).
+	MaxRequestLog int
+	// Logger receives one line per request and per notification; never
+	// secrets. Default: discard.
+	Logger *slog.Logger
+	// HTTPClient delivers notifications. Default: a client with
+	// NotifyTimeout as its timeout.
+	HTTPClient *http.Client
+}
+
+// TAAPOptions configures TAAP auth: the token endpoint accepts Basic
+// ClientID:ClientSecret plus a PoP token, and every API call needs an
+// issued, unexpired access token and a PoP token signed with the private
+// key matching PublicKey.
+type TAAPOptions struct {
+	ClientID     string
+	ClientSecret string
+	PublicKey    *rsa.PublicKey
+	// TokenTTL is the lifetime of issued access tokens (default 3600s).
+	TokenTTL time.Duration
+}
+
+// String keeps the client secret out of logs and %v output.
+func (t TAAPOptions) String() string {
+	return fmt.Sprintf("TAAP{ClientID: %q, TokenTTL: %s}", t.ClientID, t.TokenTTL)
+}
+
+// GoString keeps the client secret out of %#v output.
+func (t TAAPOptions) GoString() string { return t.String() }
+
+// String keeps tokens out of logs and %v output.
+func (o Options) String() string {
+	auth := "none"
+	switch {
+	case o.TAAP != nil:
+		auth = "taap"
+	case o.BearerToken != "":
+		auth = "bearer"
+	}
+	return fmt.Sprintf("qodsim.Options{BasePath: %q, Auth: %s, NotifyAuth: %q}", o.BasePath, auth, o.NotifyAuth)
+}
+
+// GoString keeps tokens out of %#v output.
+func (o Options) GoString() string { return o.String() }
+
+// Validate reports the first problem with the options, after defaults.
+func (o Options) Validate() error {
+	o = o.withDefaults()
+	if !strings.HasPrefix(o.BasePath, "/") || strings.HasSuffix(o.BasePath, "/") {
+		return fmt.Errorf("qodsim options: base path %q must start with / and not end with /", o.BasePath)
+	}
+	if o.NotifyAuth != NotifyAPIKey && o.NotifyAuth != NotifyBearer {
+		return fmt.Errorf("qodsim options: notify auth %q is neither %q nor %q", o.NotifyAuth, NotifyAPIKey, NotifyBearer)
+	}
+	if o.TAAP != nil {
+		if o.TAAP.ClientID == "" || o.TAAP.ClientSecret == "" {
+			return errors.New("qodsim options: TAAP needs a client id and a client secret")
+		}
+		if o.TAAP.PublicKey == nil {
+			return errors.New("qodsim options: TAAP needs the client's public key")
+		}
+		if o.TAAP.TokenTTL < time.Second {
+			return fmt.Errorf("qodsim options: TAAP token TTL %s is shorter than a second", o.TAAP.TokenTTL)
+		}
+	}
+	if o.NotifyAttempts < 1 || o.NotifyTimeout <= 0 || o.NotifyBackoff < 0 || o.MaxRequestLog < 1 {
+		return errors.New("qodsim options: notification attempts, timeout, backoff and request log size must be positive")
+	}
+	return nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.BasePath == "" {
+		o.BasePath = DefaultBasePath
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.NotifyAuth == "" {
+		o.NotifyAuth = NotifyAPIKey
+	}
+	if o.TAAP != nil {
+		t := *o.TAAP
+		if t.TokenTTL == 0 {
+			t.TokenTTL = DefaultTokenTTL
+		}
+		o.TAAP = &t
+	}
+	if o.NotifyAttempts == 0 {
+		o.NotifyAttempts = DefaultNotifyAttempts
+	}
+	if o.NotifyTimeout == 0 {
+		o.NotifyTimeout = DefaultNotifyTimeout
+	}
+	if o.NotifyBackoff == 0 {
+		o.NotifyBackoff = DefaultNotifyBackoff
+	}
+	if o.MaxRequestLog == 0 {
+		o.MaxRequestLog = DefaultMaxRequestLog
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: o.NotifyTimeout}
+	}
+	return o
+}
+
+// Faults are injected misbehaviours; the zero value injects none.
+type Faults struct {
+	// Latency delays every answer (the request is processed first, so a
+	// client that gives up early still leaves its effect behind).
+	Latency time.Duration
+	// ErrorRate is the share (0..1) of API calls answered with ErrorStatus
+	// before they are processed. FailNext answers the next FailNext API calls
+	// that way regardless of ErrorRate, for deterministic retry tests.
+	ErrorRate float64
+	FailNext  int
+	// ErrorStatus is the injected status, default 503. Usual: 500, 503, 429.
+	ErrorStatus int
+	// RetryAfter, if positive, is sent as Retry-After (whole seconds, rounded
+	// up) with injected 429 and 503 answers.
+	RetryAfter time.Duration
+	// DropCreateResponse creates the session, then closes the connection
+	// without answering.
+	DropCreateResponse bool
+	// ExpireTokens makes every access token issued so far count as expired:
+	// API calls get 401 until the client fetches a new token. With a static
+	// BearerToken (or no auth) there is nothing to refresh, so every API call
+	// gets 401 while the fault is set.
+	ExpireTokens bool
+}
+
+// Request is one request the simulator saw.
+type Request struct {
+	Method string
+	Path   string
+	Query  string
+	// Header is the request's headers as received, secrets included: the
+	// log is only for tests in the same process and is never written out.
+	Header        http.Header
+	Body          []byte
+	Status        int // 0 when the answer was dropped
+	TransactionID string
+	At            time.Time
+}
+
+// UEID names a device; any one identifier is enough.
+type UEID struct {
+	ExternalID string `json:"externalId,omitempty"`
+	MSISDN     string `json:"msisdn,omitempty"`
+	IPv4Addr   string `json:"ipv4addr,omitempty"`
+	IPv6Addr   string `json:"ipv6addr,omitempty"`
+}
+
+// ASID names the application server.
+type ASID struct {
+	IPv4Addr string `json:"ipv4addr,omitempty"`
+	IPv6Addr string `json:"ipv6addr,omitempty"`
+}
+
+// PortRange is an inclusive range of ports.
+type PortRange struct {
+	From int `json:"from"`
+	To   int `json:"to"`
+}
+
+// PortsSpec lists ports as ranges and single ports.
+type PortsSpec struct {
+	Ranges []PortRange `json:"ranges,omitempty"`
+	Ports  []int       `json:"ports,omitempty"`
+}
+
+func (p *PortsSpec) clone() *PortsSpec {
+	if p == nil {
+		return nil
+	}
+	return &PortsSpec{Ranges: append([]PortRange(nil), p.Ranges...), Ports: append([]int(nil), p.Ports...)}
+}
+
+// Session is a live QoS session.
+type Session struct {
+	ID              string
+	UE              UEID
+	AS              ASID
+	UEPorts         *PortsSpec
+	ASPorts         *PortsSpec
+	QoS             string
+	Duration        int // seconds
+	NotificationURL string
+	// NotificationAuthToken is kept for delivery and for tests; it is never
+	// echoed in answers nor logged.
+	NotificationAuthToken string
+	StartedAt             time.Time
+	ExpiresAt             time.Time
+}
+
+func (s Session) clone() Session {
+	s.UEPorts = s.UEPorts.clone()
+	s.ASPorts = s.ASPorts.clone()
+	return s
+}
+
+// End reasons recorded in Notification.
+const (
+	EndExpired    = "expired"
+	EndTerminated = "terminated" // by the network (Terminate)
+)
+
+// Notification is the record of one SESSION_TERMINATED delivery.
+type Notification struct {
+	SessionID string
+	Reason    string // EndExpired or EndTerminated
+	URL       string // target without the apikey query parameter
+	Attempts  int
+	Delivered bool   // a 2xx answer was received
+	Done      bool   // no more attempts will be made
+	LastError string // last failure, empty when delivered
+}
+
+// ErrSessionNotFound is returned by Terminate for an unknown or ended session.
+var ErrSessionNotFound = errors.New("session not found")
