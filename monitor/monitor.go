@@ -1,0 +1,508 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Options configure a Monitor. Zero values take the defaults noted.
+type Options struct {
+	// Window is the length of each UE's sliding window (default 30 s).
+	Window time.Duration
+	// MaxConcurrent bounds the tcp, http, throughput and prometheus probes
+	// running at once (default 64). ICMP is not counted: the engine sends it.
+	MaxConcurrent int
+	// RTTHistogram exports a round-trip histogram per UE and probe kind.
+	// Leave it off for large fleets: the window gauges stay.
+	RTTHistogram bool
+	// ICMP receives the complete list of ICMP targets whenever it changes
+	// (UE set replaced, a name resolved to a new address). Wire it to the
+	// shared engine's SetTargets; nil refuses UEs with ICMP probes.
+	ICMP func([]ICMPTarget)
+	// ResolveTTL is how long a resolved UE name is used (default 30 s).
+	ResolveTTL time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Clock defaults to the system clock; tests pass a fake one.
+	Clock Clock
+}
+
+// Clock is the time source of the scheduler and the windows.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time                         { return time.Now() }
+func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Monitor runs the probes of a set of UEs and keeps a sliding window of
+// statistics per UE. It is a Recorder (the ICMP engine records into it) and
+// a prometheus.Collector. All methods are safe for concurrent use.
+type Monitor struct {
+	opts  Options
+	log   *slog.Logger
+	clock Clock
+	env   *env
+
+	set   atomic.Pointer[ueSet] // replaced whole by SetUEs; read lock-free
+	setMu sync.Mutex            // serialises SetUEs
+
+	sched     sync.Mutex // guards queue
+	queue     taskHeap
+	wake      chan struct{} // the queue changed
+	icmpWake  chan struct{} // the ICMP targets may have changed
+	sem       chan struct{}
+	running   atomic.Bool
+	icmpState icmpState
+
+	errors   [numKinds][numReasons]atomic.Uint64
+	skipped  [numKinds]atomic.Uint64 // runs skipped: UE busy or previous run still going
+	dropped  atomic.Uint64           // ICMP results dropped during a throughput run
+	unknownU atomic.Uint64           // Results for UEs not in the set
+}
+
+// ueSet is an immutable snapshot of the UEs; Record reads it without locks.
+type ueSet struct {
+	list   []*ueState
+	byName map[string]*ueState
+	// infoLabels is the union of UE label names, sorted, for qodwatch_ue_info.
+	infoLabels []string
+	hasICMP    bool
+}
+
+// ueState is everything kept per UE. It survives a config reload when the
+// UE keeps its name.
+type ueState struct {
+	name string
+	cfg  UE // as last set; Probes are the specs, for comparing on reload
+
+	// excl is held exclusively by a running throughput probe; the UE's other
+	// active probes take it shared and skip their run if they cannot.
+	excl      sync.RWMutex
+	exclusive atomic.Bool // set while a throughput probe runs
+
+	mu        sync.Mutex // guards the fields below
+	win       *window
+	latency   kind // which kind feeds the window's latency
+	hasLat    bool
+	kinds     [numKinds]bool // kinds configured
+	counters  [numKinds]kindCounters
+	values    []Value // one per prometheus probe
+	bytes     uint64  // moved by throughput probes
+	status    int     // last HTTP status seen by an http probe
+	icmpProbe *icmpBound
+	tasks     []*task
+}
+
+type kindCounters struct {
+	sent, received uint64
+	hist           *rttHistogram
+}
+
+// New returns a Monitor with no UEs. Call SetUEs, then Run.
+func New(opts Options) (*Monitor, error) {
+	if opts.Window == 0 {
+		opts.Window = 30 * time.Second
+	}
+	if opts.Window < time.Second {
+		return nil, fmt.Errorf("monitor: window %v is shorter than 1s", opts.Window)
+	}
+	if opts.MaxConcurrent == 0 {
+		opts.MaxConcurrent = 64
+	}
+	if opts.MaxConcurrent < 0 {
+		return nil, fmt.Errorf("monitor: max concurrent probes %d is negative", opts.MaxConcurrent)
+	}
+	if opts.ResolveTTL == 0 {
+		opts.ResolveTTL = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Clock == nil {
+		opts.Clock = systemClock{}
+	}
+	m := &Monitor{
+		opts:     opts,
+		log:      opts.Logger,
+		clock:    opts.Clock,
+		wake:     make(chan struct{}, 1),
+		icmpWake: make(chan struct{}, 1),
+		sem:      make(chan struct{}, opts.MaxConcurrent),
+	}
+	m.env = newEnv(newResolver(opts.ResolveTTL, nil, opts.Clock.Now), opts.Clock.Now)
+	m.set.Store(&ueSet{byName: map[string]*ueState{}})
+	return m, nil
+}
+
+// Window is the length of the UE windows.
+func (m *Monitor) Window() time.Duration { return m.opts.Window }
+
+// SetUEs replaces the set of UEs. It checks every UE first and changes
+// nothing if one is wrong. A UE that keeps its name keeps its window,
+// counters and the phase of every probe whose configuration is unchanged.
+func (m *Monitor) SetUEs(ues []UE) error {
+	type plan struct {
+		ue    UE
+		bound []boundProbe
+	}
+	plans := make([]plan, len(ues))
+	seen := make(map[string]bool, len(ues))
+	for i := range ues {
+		u := ues[i]
+		if err := u.validate(); err != nil {
+			return err
+		}
+		if seen[u.Name] {
+			return fmt.Errorf("ue %q: defined twice", u.Name)
+		}
+		seen[u.Name] = true
+		u.Probes = append([]Probe(nil), u.Probes...)
+		plans[i].ue = u
+		nICMP := 0
+		for j, p := range u.Probes {
+			if p == nil {
+				return fmt.Errorf("ue %q: probe %d is nil", u.Name, j)
+			}
+			b, err := p.bind(&u)
+			if err != nil {
+				return fmt.Errorf("ue %q: %s probe: %w", u.Name, p.Kind(), err)
+			}
+			if _, ok := b.(*icmpBound); ok {
+				nICMP++
+				if m.opts.ICMP == nil {
+					return fmt.Errorf("ue %q: icmp probe configured but no ICMP engine is wired", u.Name)
+				}
+				if nICMP > 1 {
+					return fmt.Errorf("ue %q: more than one icmp probe", u.Name)
+				}
+			}
+			plans[i].bound = append(plans[i].bound, b)
+		}
+	}
+
+	m.setMu.Lock()
+	defer m.setMu.Unlock()
+	old := m.set.Load()
+	now := m.clock.Now()
+	next := &ueSet{list: make([]*ueState, 0, len(plans)), byName: make(map[string]*ueState, len(plans))}
+	labelSet := map[string]bool{}
+	var fresh []*task
+	var all []*task
+	for _, p := range plans {
+		st := old.byName[p.ue.Name]
+		if st == nil {
+			st = &ueState{name: p.ue.Name}
+		}
+		fresh = append(fresh, st.configure(p.ue, p.bound, m.opts)...)
+		all = append(all, st.tasks...)
+		next.list = append(next.list, st)
+		next.byName[st.name] = st
+		for k := range p.ue.Labels {
+			labelSet[k] = true
+		}
+		if st.icmpProbe != nil {
+			next.hasICMP = true
+		}
+	}
+	for k := range labelSet {
+		next.infoLabels = append(next.infoLabels, k)
+	}
+	slices.Sort(next.infoLabels)
+	spread(fresh, now)
+
+	m.sched.Lock()
+	m.queue = m.queue[:0]
+	for _, t := range all {
+		m.queue.push(t)
+	}
+	m.sched.Unlock()
+	m.set.Store(next)
+	notify(m.wake)
+	notify(m.icmpWake)
+	return nil
+}
+
+func notify(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// configure applies a (validated) UE config and returns the probe tasks
+// that are new and need a phase.
+func (st *ueState) configure(u UE, bound []boundProbe, opts Options) []*task {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+
+	// Tasks whose spec and address are unchanged keep their phase.
+	keep := map[Probe][]*task{}
+	if st.cfg.Addr == u.Addr {
+		for _, t := range st.tasks {
+			keep[t.spec] = append(keep[t.spec], t)
+		}
+	}
+	var fresh []*task
+	st.tasks = st.tasks[:0:0]
+	st.kinds = [numKinds]bool{}
+	st.icmpProbe = nil
+	oldValues := st.values
+	st.values = nil
+	rate := 0.0
+	latency, hasLat := kind(0), false
+	var tputEvery time.Duration
+	for i, b := range bound {
+		spec := u.Probes[i]
+		k, _ := kindOf(spec.Kind())
+		st.kinds[k] = true
+		if k.measuresLatency() && (!hasLat || k < latency) {
+			latency, hasLat = k, true
+		}
+		if ib, ok := b.(*icmpBound); ok {
+			st.icmpProbe = ib
+			continue
+		}
+		r := b.(runner)
+		if k == kThroughput {
+			tputEvery = max(tputEvery, r.every())
+		}
+		valueIdx := -1
+		if pb, ok := r.(*prometheusBound); ok {
+			valueIdx = len(st.values)
+			v := Value{Name: pb.name, Value: math.NaN()}
+			for _, ov := range oldValues {
+				if ov.Name == pb.name {
+					v = ov
+				}
+			}
+			st.values = append(st.values, v)
+		}
+		var t *task
+		if ts := keep[spec]; len(ts) > 0 {
+			t, keep[spec] = ts[0], ts[1:]
+		} else {
+			t = &task{ue: st, spec: spec, kind: k, r: r, interval: r.every()}
+			fresh = append(fresh, t)
+		}
+		t.valueIdx = valueIdx
+		st.tasks = append(st.tasks, t)
+	}
+	for _, ts := range keep {
+		for _, t := range ts {
+			t.removed.Store(true)
+		}
+	}
+	if hasLat {
+		rate = latencyRate(latency, bound, u.Probes)
+	}
+
+	if st.win == nil || st.hasLat != hasLat || st.latency != latency {
+		st.win = newWindow(opts.Window, rate, tputEvery)
+	} else {
+		st.win.resizeSamples(rate)
+		st.win.tputSpan = max(int64(opts.Window), 2*int64(tputEvery))
+	}
+	st.latency, st.hasLat = latency, hasLat
+	for k := range numKinds {
+		c := &st.counters[k]
+		if opts.RTTHistogram && st.kinds[k] && k.measuresLatency() {
+			if c.hist == nil {
+				c.hist = new(rttHistogram)
+			}
+		} else {
+			c.hist = nil
+		}
+	}
+	st.cfg = u
+	return fresh
+}
+
+// latencyRate is how many round trips per second the latency kind produces.
+func latencyRate(k kind, bound []boundProbe, specs []Probe) float64 {
+	r := 0.0
+	for i, b := range bound {
+		if kk, _ := kindOf(specs[i].Kind()); kk != k {
+			continue
+		}
+		n := 1.0
+		if ib, ok := b.(*icmpBound); ok {
+			n = float64(ib.Packets)
+		}
+		r += n / b.every().Seconds()
+	}
+	return r
+}
+
+// Record takes one Result into its UE's window and counters. It does not
+// allocate and holds only the UE's own lock. Results for unknown UEs are
+// dropped (a UE removed by a reload may still have answers in flight).
+func (m *Monitor) Record(r Result) {
+	st := m.set.Load().byName[r.UE]
+	if st == nil {
+		m.unknownU.Add(1)
+		return
+	}
+	k, ok := kindOf(r.Probe)
+	if !ok {
+		return
+	}
+	if r.Err != nil {
+		m.errors[k][classify(r.Err)].Add(1)
+		return
+	}
+	// An echo that overlapped a throughput run measured our own load.
+	if k == kICMP && st.exclusive.Load() {
+		m.dropped.Add(1)
+		return
+	}
+	if r.At.IsZero() {
+		r.At = m.clock.Now()
+	}
+	st.mu.Lock()
+	st.record(k, &r)
+	st.mu.Unlock()
+}
+
+func (st *ueState) record(k kind, r *Result) {
+	ns := r.At.UnixNano()
+	c := &st.counters[k]
+	switch {
+	case k == kThroughput:
+		c.sent++
+		c.received++
+		st.win.addThroughput(ns, r.BytesPerSecond)
+	case k == kPrometheus:
+		c.sent++
+		c.received++
+		st.win.touch(ns)
+	case r.Lost:
+		c.sent++
+		if st.hasLat && k == st.latency {
+			st.win.addLost(ns)
+		}
+	default:
+		c.sent++
+		c.received++
+		if c.hist != nil {
+			c.hist.observe(r.RTT)
+		}
+		if st.hasLat && k == st.latency {
+			st.win.addRTT(ns, r.RTT)
+		}
+	}
+}
+
+// Stats returns the window figures of one UE as of now, and false if the UE
+// is not in the set.
+func (m *Monitor) Stats(ue string, now time.Time) (Stats, bool) {
+	st := m.set.Load().byName[ue]
+	if st == nil {
+		return Stats{}, false
+	}
+	var s Stats
+	st.stats(now, &s)
+	return s, true
+}
+
+func (st *ueState) stats(now time.Time, s *Stats) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.win.stats(now, s)
+	if st.hasLat {
+		s.LatencyProbe = kindNames[st.latency]
+	}
+	if len(st.values) > 0 {
+		s.Values = append([]Value(nil), st.values...)
+	}
+}
+
+// All yields every UE's name and Stats as of now, in config order.
+func (m *Monitor) All(now time.Time) iter.Seq2[string, Stats] {
+	return func(yield func(string, Stats) bool) {
+		for _, st := range m.set.Load().list {
+			var s Stats
+			st.stats(now, &s)
+			if !yield(st.name, s) {
+				return
+			}
+		}
+	}
+}
+
+// UEs returns the names of the UEs in config order.
+func (m *Monitor) UEs() []string {
+	list := m.set.Load().list
+	names := make([]string, len(list))
+	for i, st := range list {
+		names[i] = st.name
+	}
+	return names
+}
+
+// Reasons a probe could not measure; a bounded label on
+// qodwatch_probe_errors_total.
+const (
+	reasonOther = iota
+	reasonResolve
+	reasonRefused
+	reasonUnreachable
+	reasonTimeout
+	reasonTLS
+	reasonHTTPStatus
+	reasonPermission
+	reasonQuery
+	reasonCanceled
+	numReasons
+)
+
+var reasonNames = [numReasons]string{"other", "resolve", "refused", "unreachable", "timeout", "tls", "http_status", "permission", "query", "canceled"}
+
+// probeError carries a reason chosen where the error is made.
+type probeError struct {
+	reason int
+	err    error
+}
+
+func (e *probeError) Error() string { return e.err.Error() }
+func (e *probeError) Unwrap() error { return e.err }
+
+func withReason(reason int, err error) error { return &probeError{reason: reason, err: err} }
+
+// classify picks the bounded reason for err.
+func classify(err error) int {
+	var pe *probeError
+	var dnsErr *net.DNSError
+	var ne net.Error
+	switch {
+	case errors.As(err, &pe):
+		return pe.reason
+	case errors.As(err, &dnsErr):
+		return reasonResolve
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return reasonRefused
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return reasonUnreachable
+	case errors.Is(err, os.ErrPermission), errors.Is(err, syscall.EPERM):
+		return reasonPermission
+	case errors.Is(err, context.Canceled):
+		return reasonCanceled
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return reasonTimeout
+	}
+	return reasonOther
+}
