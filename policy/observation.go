@@ -1,0 +1,94 @@
+package policy
+
+import (
+	"math"
+	"time"
+)
+
+// Observation is what the policy knows about one UE at one tick: the window
+// statistics of each source. The daemon fills it from the monitor. A source
+// with no samples (or, with Guards.StaleAfter set, a newest sample older
+// than that) is "no data", and so is every condition on it.
+//
+// It is passed by value and holds no pointers except Prom, so building one
+// per UE per tick costs nothing; reuse one Prom map per UE.
+type Observation struct {
+	Latency    LatencyStats
+	Throughput ThroughputStats
+	// Prom holds the prometheus-source metrics by name (the NAME in a
+	// condition "prom.NAME > 3"). A missing key, or a NaN value, is no data.
+	Prom map[string]PromSample
+}
+
+// LatencyStats are the window statistics of the latency probes (icmp, tcp,
+// http). Latency and jitter are over the answered probes; when every probe
+// was lost (Loss == 1) the policy takes them as +Inf: a reply that never
+// comes is slower than any threshold.
+type LatencyStats struct {
+	Samples int           // probes in the window, answered or lost; 0 means no data
+	Age     time.Duration // since the newest sample
+	Mean    time.Duration
+	P50     time.Duration
+	P95     time.Duration
+	Max     time.Duration
+	Jitter  time.Duration
+	Loss    float64 // lost / Samples, 0..1
+}
+
+// ThroughputStats are the window statistics of the throughput probe.
+type ThroughputStats struct {
+	Samples        int           // 0 means no data
+	Age            time.Duration // since the newest sample
+	BytesPerSecond float64
+}
+
+// PromSample is one value read from the prometheus source.
+type PromSample struct {
+	Value float64
+	Age   time.Duration // since it was scraped
+}
+
+// value returns the measured value of m in its base unit (seconds, ratio,
+// bytes per second, plain number), or ok=false when there is no data.
+func (o *Observation) value(m metric, prom string, staleAfter time.Duration) (v float64, ok bool) {
+	fresh := func(samples int, age time.Duration) bool {
+		return samples > 0 && (staleAfter <= 0 || age <= staleAfter)
+	}
+	switch m {
+	case metricThroughput:
+		if !fresh(o.Throughput.Samples, o.Throughput.Age) {
+			return 0, false
+		}
+		return o.Throughput.BytesPerSecond, true
+	case metricProm:
+		s, found := o.Prom[prom]
+		if !found || math.IsNaN(s.Value) || (staleAfter > 0 && s.Age > staleAfter) {
+			return 0, false
+		}
+		return s.Value, true
+	}
+	l := &o.Latency
+	if !fresh(l.Samples, l.Age) {
+		return 0, false
+	}
+	if m == metricLoss {
+		return l.Loss, true
+	}
+	if l.Loss >= 1 {
+		return math.Inf(1), true
+	}
+	var d time.Duration
+	switch m {
+	case metricLatencyMean:
+		d = l.Mean
+	case metricLatencyP50:
+		d = l.P50
+	case metricLatencyP95:
+		d = l.P95
+	case metricLatencyMax:
+		d = l.Max
+	case metricJitter:
+		d = l.Jitter
+	}
+	return d.Seconds(), true
+}
