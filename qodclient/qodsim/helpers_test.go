@@ -144,13 +144,13 @@ func decodeInfo(t *testing.T, a answer) map[string]any {
 
 // popSpec describes a PoP token for popToken.
 type popSpec struct {
-	key     *rsa.PrivateKey
-	ehts    []string          // item names, in signing order
-	values  map[string]string // item name -> value to sign
-	iat     time.Time
+	key      *rsa.PrivateKey
+	ehts     []string          // item names, in signing order
+	values   map[string]string // item name -> value to sign
+	iat      time.Time
 	lifetime time.Duration
-	jti     string
-	alg     string // default RS256
+	jti      string
+	alg      string // default RS256
 }
 
 // popToken builds a TAAP PoP JWT by hand, independently of any client code.
