@@ -7,13 +7,12 @@ import (
 	"time"
 )
 
-// fakeClock moves only when told. Each After call is announced on waits so
-// a test knows the scheduler has gone back to waiting.
+// fakeClock moves only when told; pending tells a test that the scheduler
+// has gone back to waiting.
 type fakeClock struct {
 	mu      sync.Mutex
 	now     time.Time
 	waiters []fakeWaiter
-	waits   chan time.Duration
 }
 
 type fakeWaiter struct {
@@ -22,7 +21,7 @@ type fakeWaiter struct {
 }
 
 func newFakeClock(start time.Time) *fakeClock {
-	return &fakeClock{now: start, waits: make(chan time.Duration, 1024)}
+	return &fakeClock{now: start}
 }
 
 func (c *fakeClock) Now() time.Time {
@@ -40,11 +39,14 @@ func (c *fakeClock) After(d time.Duration) <-chan time.Time {
 		c.waiters = append(c.waiters, fakeWaiter{at: c.now.Add(d), ch: ch})
 	}
 	c.mu.Unlock()
-	select {
-	case c.waits <- d:
-	default:
-	}
 	return ch
+}
+
+// pending is how many After calls wait for the clock to move.
+func (c *fakeClock) pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.waiters)
 }
 
 func (c *fakeClock) Advance(d time.Duration) {

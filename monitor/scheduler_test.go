@@ -89,9 +89,8 @@ func nextRun(t *testing.T, runs <-chan fakeRun) fakeRun {
 
 func noRun(t *testing.T, runs <-chan fakeRun, clk *fakeClock) {
 	t.Helper()
-	// The scheduler announces each wait; once it waits, any due run has
-	// been dispatched, and dispatched runs report before anything else.
-	<-clk.waits
+	// Once the scheduler waits on the clock it has dispatched every due run.
+	waitFor(t, func() bool { return clk.pending() > 0 })
 	select {
 	case r := <-runs:
 		t.Fatalf("unexpected run %+v", r)
@@ -109,6 +108,7 @@ func TestSchedulerSpreadsStartsOverTheInterval(t *testing.T) {
 	if err := m.SetUEs(ues); err != nil {
 		t.Fatal(err)
 	}
+	<-m.wake // so the scheduler waits on the clock exactly once per step
 	runMonitor(t, m)
 
 	// Starts 250 ms apart, one UE at a time, then the same order again.
