@@ -1,0 +1,155 @@
+package monitor
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
+)
+
+// metricsMonitor has two UEs with some of everything recorded.
+func metricsMonitor(t testing.TB, histogram bool) *Monitor {
+	clk := newFakeClock(base)
+	m, err := New(Options{Clock: clk, RTTHistogram: histogram, ICMP: func([]ICMPTarget) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = m.SetUEs([]UE{
+		{Name: "cam-7", Addr: "127.0.0.7", Labels: map[string]string{"site": "pier-3"}, Probes: []Probe{
+			ICMP{Interval: time.Second},
+			Throughput{URL: "http://{{ue.addr}}:8080/blob", Interval: time.Minute},
+		}},
+		{Name: "robot-2", Addr: "127.0.0.12", Probes: []Probe{
+			TCP{Address: "{{ue.addr}}:22", Interval: time.Second},
+			Prometheus{Name: "bitrate", ServerURL: "http://127.0.0.1:9090", Query: "x", Interval: time.Minute},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, rtt := range []float64{10, 20, 30, 40} {
+		m.Record(Result{UE: "cam-7", Probe: KindICMP, At: at(time.Duration(i) * time.Second), RTT: ms(rtt)})
+	}
+	m.Record(Result{UE: "cam-7", Probe: KindICMP, At: at(4 * time.Second), Lost: true})
+	m.Record(Result{UE: "cam-7", Probe: KindICMP, Err: context.DeadlineExceeded})
+	st := m.set.Load().byName["cam-7"]
+	m.recordOutcome(st, st.tasks[0], &outcome{Result: Result{At: at(4 * time.Second), BytesPerSecond: 2.5e6}, bytes: 2 << 20, status: 206})
+	robot := m.set.Load().byName["robot-2"]
+	m.recordOutcome(robot, robot.tasks[1], &outcome{Result: Result{At: at(3 * time.Second), Value: 1.5e6}})
+	clk.Advance(5 * time.Second)
+	return m
+}
+
+func TestMetricsAreLintCleanAndRight(t *testing.T) {
+	m := metricsMonitor(t, true)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(m)
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+
+	want := `
+# HELP qodwatch_window_latency_p95_seconds 95th percentile round trip over the UE's window.
+# TYPE qodwatch_window_latency_p95_seconds gauge
+qodwatch_window_latency_p95_seconds{ue="cam-7"} 0.04
+# HELP qodwatch_window_loss_ratio Share of the UE's measurements in the window that got no answer.
+# TYPE qodwatch_window_loss_ratio gauge
+qodwatch_window_loss_ratio{ue="cam-7"} 0.2
+# HELP qodwatch_window_throughput_bytes_per_second Mean throughput of the UE's throughput samples in the window.
+# TYPE qodwatch_window_throughput_bytes_per_second gauge
+qodwatch_window_throughput_bytes_per_second{ue="cam-7"} 2.5e+06
+# HELP qodwatch_probe_sent_total Measurements attempted per UE and probe kind (echo requests, connections, queries).
+# TYPE qodwatch_probe_sent_total counter
+qodwatch_probe_sent_total{probe="icmp",ue="cam-7"} 5
+qodwatch_probe_sent_total{probe="prometheus",ue="robot-2"} 1
+qodwatch_probe_sent_total{probe="tcp",ue="robot-2"} 0
+qodwatch_probe_sent_total{probe="throughput",ue="cam-7"} 1
+# HELP qodwatch_probe_value Last value read by a prometheus probe of the UE.
+# TYPE qodwatch_probe_value gauge
+qodwatch_probe_value{query="bitrate",ue="robot-2"} 1.5e+06
+# HELP qodwatch_ue_info The UEs being watched, with their address and config labels; join on ue.
+# TYPE qodwatch_ue_info gauge
+qodwatch_ue_info{addr="127.0.0.12",site="",ue="robot-2"} 1
+qodwatch_ue_info{addr="127.0.0.7",site="pier-3",ue="cam-7"} 1
+# HELP qodwatch_window_last_sample_timestamp_seconds When the UE's last measurement completed, Unix time.
+# TYPE qodwatch_window_last_sample_timestamp_seconds gauge
+qodwatch_window_last_sample_timestamp_seconds{ue="cam-7"} 1.772366404e+09
+qodwatch_window_last_sample_timestamp_seconds{ue="robot-2"} 1.772366403e+09
+`
+	err = testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"qodwatch_window_latency_p95_seconds", "qodwatch_window_loss_ratio", "qodwatch_window_throughput_bytes_per_second",
+		"qodwatch_probe_sent_total", "qodwatch_probe_value", "qodwatch_ue_info", "qodwatch_window_last_sample_timestamp_seconds")
+	if err != nil {
+		t.Error(err)
+	}
+	if got := testutil.ToFloat64(errorsCounter(m, "icmp", "timeout")); got != 1 {
+		t.Errorf("icmp timeout errors = %v, want 1", got)
+	}
+	// robot-2 has no answers yet: its latency is absent, not zero.
+	if n, _ := testutil.GatherAndCount(reg, "qodwatch_window_latency_mean_seconds"); n != 1 {
+		t.Errorf("%d latency series, want only cam-7's", n)
+	}
+	if n, _ := testutil.GatherAndCount(reg, "qodwatch_probe_rtt_seconds"); n != 2 {
+		t.Errorf("%d rtt histograms, want icmp of cam-7 and tcp of robot-2", n)
+	}
+
+	off := prometheus.NewPedanticRegistry()
+	off.MustRegister(metricsMonitor(t, false))
+	if n, _ := testutil.GatherAndCount(off, "qodwatch_probe_rtt_seconds"); n != 0 {
+		t.Errorf("%d rtt histograms with RTTHistogram off", n)
+	}
+}
+
+// errorsCounter picks one qodwatch_probe_errors_total series.
+func errorsCounter(m *Monitor, probe, reason string) prometheus.Collector {
+	k, _ := kindOf(probe)
+	for r, name := range reasonNames {
+		if name == reason {
+			return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "x"}, func() float64 { return float64(m.errors[k][r].Load()) })
+		}
+	}
+	return nil
+}
+
+func TestMetricsPassPromtool(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not installed (apt-get install prometheus)")
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(metricsMonitor(t, true))
+	var buf bytes.Buffer
+	if err := render(reg, &buf); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = &buf
+	if out, err := cmd.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// render writes the text exposition format, as /metrics serves it.
+func render(g prometheus.Gatherer, buf *bytes.Buffer) error {
+	mfs, err := g.Gather()
+	if err != nil {
+		return err
+	}
+	enc := expfmt.NewEncoder(buf, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
