@@ -21,9 +21,11 @@
 // DELETE, a SESSION_TERMINATED notification is POSTed to its notificationUrl
 // + "/notifications" in the background, with bounded retries.
 //
-// Auth is one of: none, a static bearer token (Options.BearerToken), or TAAP
+// Auth is one of: none, a static bearer token (Options.BearerToken), TAAP
 // (Options.TAAP): an access token from the token endpoint plus a PoP token
-// in X-Authorization on every call, verified with the client's public key.
+// in X-Authorization on every call, verified with the client's public key,
+// or plain OAuth 2.0 client credentials (Options.OAuth2, token endpoint
+// /oauth2/token) as Open Gateway operators use.
 //
 // Faults (SetFaults) add latency, inject 5xx/429 answers with Retry-After,
 // expire issued tokens, or drop the answer to a create after creating the

@@ -20,6 +20,8 @@ type Server struct {
 	URL string
 	// TokenURL is the TAAP token endpoint (set even when TAAP is off).
 	TokenURL string
+	// OAuth2TokenURL is the OAuth 2.0 token endpoint (set even when off).
+	OAuth2TokenURL string
 
 	http *http.Server
 	done chan struct{}
@@ -35,11 +37,12 @@ func NewServer(opts Options) *Server {
 		panic(fmt.Sprintf("qodsim: listen on a loopback port: %v", err))
 	}
 	srv := &Server{
-		Simulator: sim,
-		URL:       "http://" + ln.Addr().String() + sim.opts.BasePath,
-		TokenURL:  "http://" + ln.Addr().String() + DefaultTokenPath,
-		http:      &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second},
-		done:      make(chan struct{}),
+		Simulator:      sim,
+		URL:            "http://" + ln.Addr().String() + sim.opts.BasePath,
+		TokenURL:       "http://" + ln.Addr().String() + DefaultTokenPath,
+		OAuth2TokenURL: "http://" + ln.Addr().String() + OAuth2TokenPath,
+		http:           &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second},
+		done:           make(chan struct{}),
 	}
 	sim.startSweeper(sweepInterval)
 	go func() {
@@ -83,7 +86,14 @@ func Serve(ctx context.Context, ln net.Listener, opts Options) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	base := "http://" + ln.Addr().String()
-	sim.log.Info("qodsim listening", "url", base+sim.opts.BasePath, "token_url", base+DefaultTokenPath,
+	tokenURL := ""
+	switch {
+	case sim.opts.TAAP != nil:
+		tokenURL = base + DefaultTokenPath
+	case sim.opts.OAuth2 != nil:
+		tokenURL = base + OAuth2TokenPath
+	}
+	sim.log.Info("qodsim listening", "url", base+sim.opts.BasePath, "token_url", tokenURL,
 		"auth", authMode(sim.opts), "notify_auth", sim.opts.NotifyAuth)
 
 	select {
@@ -106,6 +116,8 @@ func authMode(o Options) string {
 	switch {
 	case o.TAAP != nil:
 		return "taap"
+	case o.OAuth2 != nil:
+		return "oauth2"
 	case o.BearerToken != "":
 		return "bearer"
 	}

@@ -387,6 +387,11 @@ func (s *Simulator) route(r *http.Request, body []byte) *reply {
 			return methodNotAllowed(http.MethodPost)
 		}
 		return s.serveToken(r, body)
+	case s.opts.OAuth2 != nil && p == OAuth2TokenPath:
+		if r.Method != http.MethodPost {
+			return methodNotAllowed(http.MethodPost)
+		}
+		return s.serveOAuth2Token(r, body)
 	case p == sessions:
 		if r.Method != http.MethodPost {
 			return methodNotAllowed(http.MethodPost)

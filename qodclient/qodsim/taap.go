@@ -2,7 +2,6 @@ package qodsim
 
 import (
 	"crypto"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -34,7 +33,7 @@ func (s *Simulator) checkAuth(r *http.Request, body []byte) error {
 	expireAll := s.faults.ExpireTokens
 	s.mu.Unlock()
 	switch {
-	case s.opts.TAAP != nil:
+	case s.opts.TAAP != nil || s.opts.OAuth2 != nil:
 		tok, ok := bearerToken(r)
 		if !ok {
 			return errors.New("missing bearer access token")
@@ -45,6 +44,9 @@ func (s *Simulator) checkAuth(r *http.Request, body []byte) error {
 		s.mu.Unlock()
 		if !known || !now.Before(exp) {
 			return errors.New("access token unknown or expired")
+		}
+		if s.opts.TAAP == nil {
+			return nil
 		}
 		return s.verifyPoP(r, body, now)
 	case s.opts.BearerToken != "":
@@ -98,20 +100,10 @@ func (s *Simulator) serveToken(r *http.Request, body []byte) *reply {
 	if err := s.verifyPoP(r, body, now); err != nil {
 		return errorReply(http.StatusUnauthorized, "Authorization failed: "+err.Error())
 	}
-	var raw [32]byte
-	if _, err := rand.Read(raw[:]); err != nil {
+	tok, err := s.issueToken(t.TokenTTL)
+	if err != nil {
 		return errorReply(http.StatusInternalServerError, "Could not issue a token")
 	}
-	tok := base64.RawURLEncoding.EncodeToString(raw[:])
-	s.mu.Lock()
-	for k, exp := range s.tokens {
-		if !now.Before(exp) {
-			delete(s.tokens, k)
-		}
-	}
-	s.tokens[tok] = now.Add(t.TokenTTL)
-	s.tokensIssued++
-	s.mu.Unlock()
 	s.log.Info("qodsim access token issued", "client_id", id, "expires_in_seconds", int64(t.TokenTTL.Seconds()))
 	rep := jsonReply(http.StatusOK, tokenAnswer{AccessToken: tok, TokenType: "Bearer", ExpiresIn: int64(t.TokenTTL.Seconds())})
 	rep.header.Set("Cache-Control", "no-store")

@@ -37,11 +37,13 @@ type Options struct {
 	// BasePath is the API's path prefix; sessions live at BasePath+"/sessions".
 	// Default "/qod/v1".
 	BasePath string
-	// BearerToken, if set and TAAP is nil, is the one access token every API
+	// BearerToken, if set and TAAP and OAuth2 are nil, is the one access token every API
 	// call must carry as "Authorization: Bearer <token>".
 	BearerToken string
 	// TAAP turns on T-Mobile API Access Protocol auth.
 	TAAP *TAAPOptions
+	// OAuth2 turns on plain OAuth 2.0 client-credentials auth instead.
+	OAuth2 *OAuth2Options
 	// Now is the clock for session times, token and PoP lifetimes.
 	// Default time.Now.
 	Now func() time.Time
@@ -91,6 +93,8 @@ func (o Options) String() string {
 	switch {
 	case o.TAAP != nil:
 		auth = "taap"
+	case o.OAuth2 != nil:
+		auth = "oauth2"
 	case o.BearerToken != "":
 		auth = "bearer"
 	}
@@ -120,6 +124,17 @@ func (o Options) Validate() error {
 			return fmt.Errorf("qodsim options: TAAP token TTL %s is shorter than a second", o.TAAP.TokenTTL)
 		}
 	}
+	if o.OAuth2 != nil {
+		if o.TAAP != nil {
+			return errors.New("qodsim options: TAAP and OAuth2 are exclusive")
+		}
+		if o.OAuth2.ClientID == "" || o.OAuth2.ClientSecret == "" {
+			return errors.New("qodsim options: OAuth2 needs a client id and a client secret")
+		}
+		if o.OAuth2.TokenTTL < time.Second {
+			return fmt.Errorf("qodsim options: OAuth2 token TTL %s is shorter than a second", o.OAuth2.TokenTTL)
+		}
+	}
 	if o.NotifyAttempts < 1 || o.NotifyTimeout <= 0 || o.NotifyBackoff < 0 || o.MaxRequestLog < 1 {
 		return errors.New("qodsim options: notification attempts, timeout, backoff and request log size must be positive")
 	}
@@ -142,6 +157,13 @@ func (o Options) withDefaults() Options {
 			t.TokenTTL = DefaultTokenTTL
 		}
 		o.TAAP = &t
+	}
+	if o.OAuth2 != nil {
+		c := *o.OAuth2
+		if c.TokenTTL == 0 {
+			c.TokenTTL = DefaultTokenTTL
+		}
+		o.OAuth2 = &c
 	}
 	if o.NotifyAttempts == 0 {
 		o.NotifyAttempts = DefaultNotifyAttempts
