@@ -49,8 +49,8 @@ type harness struct {
 	e     *Engine
 	start time.Time // offsets in the log are from here
 	now   time.Time
-	next int // session ids
-	log  []string
+	next  int // session ids
+	log   []string
 	// api answers a decision; nil answers every one with success at once.
 	api func(h *harness, d Decision)
 }
