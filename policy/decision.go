@@ -146,8 +146,10 @@ type Session struct {
 type Failure struct {
 	Err error // what went wrong, shown on the status page
 	// Retryable failures are tried again after RetryAfter (0: the engine's
-	// backoff, 10s doubling up to 5m). A request that failed for good is not
-	// tried again until the breach ends or the rule changes. A failed
+	// backoff, 10s doubling up to 5m). A Request or Renew that failed for
+	// good is not tried again until the breach ends or the rule changes; an
+	// Escalate that failed for good is not tried again in this breach
+	// episode, and the UE goes on at the rule's own profile. A failed
 	// Release is always retried.
 	Retryable  bool
 	RetryAfter time.Duration
@@ -156,6 +158,8 @@ type Failure struct {
 	// session for the requested duration, counts it against the limits, and
 	// never requests another one for it meanwhile. The daemon may settle
 	// it earlier with Opened (found) or PossiblyHolds(ue, zero time) (gone).
+	// A 409 on create (a session exists for the UE already) is Uncertain
+	// too, followed by PossiblyHolds up to that session's latest expiry.
 	Uncertain bool
 }
 

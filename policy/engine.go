@@ -152,6 +152,7 @@ type ue struct {
 	opCharge  charge
 	opSession string
 
+	noEscalation    bool // the escalation profile was refused in this episode
 	cooldownUntil   time.Time
 	retryAt         time.Time
 	failures        int
@@ -211,10 +212,8 @@ func (e *Engine) SetUE(name string, r *Rule, groups ...string) error {
 	if u.rule.key != r.key {
 		u.breach.off()
 		u.recov.off()
-		u.blocked = false
-		if u.escalated && (r.Escalate == nil || r.Escalate.To != u.sess.QoS) {
-			u.escalated = false
-		}
+		u.blocked, u.noEscalation = false, false
+		u.escalated = u.has && r.escalatesTo(u.sess.QoS)
 	}
 	u.rule = r
 	return nil
@@ -329,7 +328,7 @@ func (e *Engine) eval(now time.Time, u *ue, obs *Observation) Decision {
 		u.recov.off()
 	default:
 		u.breach.off()
-		u.blocked = false // the breach episode is over
+		u.blocked, u.noEscalation = false, false // the breach episode is over
 		switch rc {
 		case triTrue:
 			u.recov.on(now)
@@ -429,7 +428,7 @@ func (e *Engine) evalSession(now time.Time, u *ue, obs *Observation, b, rc tri, 
 		u.wait = wait{code: waitBackoff, until: u.retryAt}
 		return Decision{}
 	}
-	if esc := r.Escalate; esc != nil && b == triTrue && !u.escalated && u.sess.QoS != esc.To {
+	if esc := r.Escalate; esc != nil && b == triTrue && !u.escalated && !u.noEscalation {
 		held := min(u.breach.held(now), now.Sub(u.activeSince))
 		if held >= esc.After {
 			if e.affords(r.Duration) {
@@ -589,7 +588,7 @@ func (e *Engine) Opened(now time.Time, name string, s Session) error {
 	switch u.op {
 	case opRequest:
 		// min_session counts on our clock, not the operator's.
-		u.charge, u.activeSince, u.escalated = u.opCharge, now, false
+		u.charge, u.activeSince = u.opCharge, now
 	case opRenew:
 		if u.has {
 			e.refund(&u.charge, u.sess.ExpiresAt.Sub(now))
@@ -598,7 +597,6 @@ func (e *Engine) Opened(now time.Time, name string, s Session) error {
 			u.activeSince = now
 		}
 		u.charge = u.opCharge
-		u.escalated = u.opKind == Escalate || (u.escalated && s.QoS == u.sess.QoS)
 	case opRelease:
 		if u.has && u.sess.ID == s.ID {
 			u.sess.ExpiresAt = s.ExpiresAt
@@ -614,6 +612,7 @@ func (e *Engine) Opened(now time.Time, name string, s Session) error {
 		}
 	}
 	u.sess, u.has = s, true
+	u.escalated = u.rule.escalatesTo(s.QoS)
 	u.op, u.opSession = opNone, ""
 	u.failures, u.retryAt, u.blocked = 0, time.Time{}, false
 	u.uncertainUntil, u.uncertainCharge = time.Time{}, charge{}
@@ -642,9 +641,13 @@ func (e *Engine) Failed(now time.Time, name string, f Failure) error {
 		} else {
 			e.refund(&u.opCharge, u.opCharge.d)
 		}
-		if !f.Retryable && !f.Uncertain {
+		switch {
+		case u.opKind == Escalate && !f.Retryable && !f.Uncertain:
+			// The stronger profile is refused: go on at the rule's own.
+			u.noEscalation = true
+		case !f.Retryable && !f.Uncertain:
 			u.blocked, u.blockErr = true, msg
-		} else {
+		default:
 			e.backoff(now, u, f.RetryAfter)
 		}
 	case opRelease:
@@ -748,6 +751,7 @@ func (e *Engine) Adopt(now time.Time, name string, s Session) error {
 		u.charge, u.activeSince = charge{}, s.StartedAt
 	}
 	u.sess, u.has = s, true
+	u.escalated = u.rule.escalatesTo(s.QoS)
 	u.uncertainUntil, u.uncertainCharge = time.Time{}, charge{}
 	u.setState(StateActive, now)
 	e.sync(u)

@@ -507,6 +507,45 @@ func TestGuards(t *testing.T) {
 			t.Error("late notice for the old session ended the new one")
 		}
 	})
+	t.Run("an escalated session renewed the DevEdge way stays escalated", func(t *testing.T) {
+		h := newHarness(t, defaultGuards())
+		spec := videoUplink()
+		spec.Duration = "5m"
+		h.ue("v", spec)
+		h.api = func(h *harness, d Decision) {
+			if d.Kind != Request && d.Kind != Release {
+				h.must(h.e.Ended(h.now, d.UE, d.SessionID, EndReleased))
+			}
+			succeed(h, d)
+		}
+		h.run(600*time.Second, func(string, time.Duration) Observation { return tput(3) })
+		// escalated at 3m15s for 5m: renewed 4m later at 7m15s, at QOS_L.
+		want := []string{"15s v request QOS_M", "3m15s v escalate QOS_L", "7m15s v renew QOS_L"}
+		if !reflect.DeepEqual(h.log, want) {
+			t.Errorf("decisions %q, want %q", h.log, want)
+		}
+		if s, _ := h.e.Status("v"); !s.Escalated || s.Session.QoS != "QOS_L" {
+			t.Errorf("status %+v", s)
+		}
+	})
+	t.Run("an escalation refused for good falls back to the rule's profile", func(t *testing.T) {
+		h := newHarness(t, defaultGuards())
+		spec := videoUplink()
+		spec.Duration = "5m"
+		h.ue("v", spec)
+		h.api = func(h *harness, d Decision) {
+			if d.Kind == Escalate {
+				h.must(h.e.Failed(h.now, d.UE, Failure{Err: errors.New("403 QOS_L not subscribed")}))
+				return
+			}
+			succeed(h, d)
+		}
+		h.run(600*time.Second, func(string, time.Duration) Observation { return tput(3) })
+		want := []string{"15s v request QOS_M", "3m15s v escalate QOS_L", "4m15s v renew QOS_M", "8m15s v renew QOS_M"}
+		if !reflect.DeepEqual(h.log, want) {
+			t.Errorf("decisions %q, want %q", h.log, want)
+		}
+	})
 	t.Run("renewal failed: the old session is kept and renewal retried", func(t *testing.T) {
 		h := newHarness(t, defaultGuards())
 		spec := lowLatency()

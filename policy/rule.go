@@ -137,6 +137,9 @@ type Rule struct {
 	key             string // canonical form: equal keys mean equal behaviour
 }
 
+// escalatesTo reports whether qos is the rule's escalation profile.
+func (r *Rule) escalatesTo(qos string) bool { return r.Escalate != nil && r.Escalate.To == qos }
+
 // Escalation is a compiled EscalateSpec.
 type Escalation struct {
 	To    string
