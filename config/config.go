@@ -41,9 +41,10 @@ type Config struct {
 	// UEs in file order, each fully resolved.
 	UEs []UE
 
-	// StateDir is where the daemon keeps its session ledger (absolute, or
-	// relative to the working directory when the config came without a
-	// file name). Empty only in dry-run mode.
+	// StateDir is where the daemon keeps its session ledger. Empty only in
+	// dry-run mode. Like every path in a Config, a relative path in the file
+	// is joined to the config file's directory (so it is absolute when the
+	// config's path was).
 	StateDir string
 	// DryRun: decide, log and export, but call no API.
 	DryRun bool
@@ -85,7 +86,7 @@ type Auth struct {
 	TokenURL        string
 	ClientID        string
 	ClientSecretRef Secret
-	PrivateKeyFile  string // absolute path of a PEM RSA key (PKCS#8 or PKCS#1)
+	PrivateKeyFile  string // path of a PEM RSA key (PKCS#8 or PKCS#1)
 	TokenRef        Secret
 	Scopes          []string
 }
@@ -133,8 +134,9 @@ func (n Notifications) Token() (token string, ok bool, err error) {
 // and /-/healthy.
 type Web struct {
 	Listen string // host:port
-	// ConfigFile is an exporter-toolkit web config (TLS, basic auth);
-	// absolute path, "" for plain HTTP.
+	// ConfigFile is an exporter-toolkit web config (TLS, basic auth); ""
+	// for plain HTTP. Check its content with exporter-toolkit's
+	// web.Validate.
 	ConfigFile string
 }
 

@@ -159,3 +159,231 @@ func TestExampleLoads(t *testing.T) {
 		}
 	}
 }
+
+func mustLoad(t *testing.T, file string) *Config {
+	t.Helper()
+	setTestEnv(t)
+	cfg, err := Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// TestResolvedValues checks what the daemon gets: defaults, expanded
+// templates, canonical addresses, ports.
+func TestResolvedValues(t *testing.T) {
+	t.Run("ipv6 and placeholders", func(t *testing.T) {
+		cfg := mustLoad(t, "testdata/good/bearer-ipv6.yaml")
+		ue := cfg.UEs[0]
+		checks := []struct{ name, got, want string }{
+			{"ipv6 canonical", ue.IPv6, "2001:db8:44::12"},
+			{"target", ue.Target, "2001:db8:44::12"},
+			{"icmp source", ue.Probes[0].Source, "::1"},
+			{"http url", ue.Probes[1].URL, "http://[2001:db8:44::12]:8080/health?ue=robot-2&site=harbour&id=robot-2@fleet.example.com"},
+			{"throughput url", ue.Probes[2].URL, "http://[2001:db8:44::12]:8080/probe"},
+			{"prometheus server", ue.Probes[3].Server, "http://[::1]:9090"},
+			{"prometheus query", ue.Probes[3].Query, `rate(bytes{ue="robot-2",msisdn="+15551230012",group="fleet"}[1m])`},
+			{"as prefix", ue.ApplicationServer.IPv6, "2001:db8::/64"},
+			{"labels", fmt.Sprint(ue.Labels), "map[rack:b7 site:harbour]"},
+			{"group", ue.Group, "fleet"},
+			{"token ref", cfg.API.Auth.TokenRef.String(), "file " + filepath.Join("testdata", "secrets", "client-secret")},
+			{"notify token ref", cfg.Notifications.TokenRef.String(), "${QODTEST_NOTIFY_TOKEN}"},
+			{"notify listen default", cfg.Notifications.Listen, ":9468"},
+			{"log", fmt.Sprint(cfg.Log.Level, " ", cfg.Log.Format), "DEBUG json"},
+		}
+		for _, c := range checks {
+			if c.got != c.want {
+				t.Errorf("%s: got %q, want %q", c.name, c.got, c.want)
+			}
+		}
+		tp := ue.Probes[2]
+		if tp.MaxBytes != 500_000 || !tp.Upload || tp.Interval.String() != "10s" {
+			t.Errorf("throughput probe %+v", tp)
+		}
+		if ip := ue.Probes[0]; ip.Packets != 2 || ip.Spacing.String() != "100ms" || ip.Timeout.String() != "500ms" {
+			t.Errorf("icmp defaults %+v", ip)
+		}
+		if cfg.Tick.String() != "250ms" || ue.Window.String() != "1m0s" || cfg.Guards.MaxSessionsPerGroup["fleet"] != 1 {
+			t.Errorf("tick %s window %s guards %+v", cfg.Tick, ue.Window, cfg.Guards)
+		}
+		if tok, _ := cfg.API.Auth.Token(); tok != "test-client-secret-from-file" {
+			t.Errorf("Token() = %q, want the file's content without its newline", tok)
+		}
+	})
+	t.Run("oauth2 and ports", func(t *testing.T) {
+		cfg := mustLoad(t, "testdata/good/oauth2.yaml")
+		ue := cfg.UEs[0]
+		if cfg.API.BaseURL != "https://api.example.com/qod/v0" || cfg.API.Dialect != "camara-v0" {
+			t.Errorf("api %+v", cfg.API)
+		}
+		if a := cfg.API.Auth; a.ClientID != "0123" || fmt.Sprint(a.Scopes) != "[qod qod:sessions:write]" {
+			t.Errorf("auth %+v", a)
+		}
+		if ue.MSISDN != "15551230007" || ue.Probes[0].Address != "10.44.0.7:443" {
+			t.Errorf("ue %+v", ue)
+		}
+		if got := fmt.Sprint(ue.ASPorts, " ", ue.UEPorts); got != "443 5060,7000,5010-5020" {
+			t.Errorf("ports %s", got)
+		}
+		if cfg.StateDir != filepath.Join("testdata", "good", "state") {
+			t.Errorf("state_dir %q, want it relative to the config file", cfg.StateDir)
+		}
+		if cfg.API.Timeout.String() != "10s" || cfg.API.PollInterval.String() != "1m0s" || cfg.API.MaxRetries != 3 {
+			t.Errorf("api defaults %+v", cfg.API)
+		}
+	})
+	t.Run("anchors and overrides", func(t *testing.T) {
+		cfg := mustLoad(t, "testdata/good/anchors.yaml")
+		c7, c8 := cfg.UEs[0], cfg.UEs[1]
+		if c7.Group != "cams" || c8.Group != "cams-north" || c8.Labels["role"] != "camera" {
+			t.Errorf("merge keys: %+v / %+v", c7, c8)
+		}
+		if c7.RuleOverridden || c7.Rule != cfg.Rules["low-latency"] {
+			t.Error("camera-7 should share the compiled rule")
+		}
+		if !c8.RuleOverridden || c8.RuleSpec.Recover.For != "2m" || len(c8.RuleSpec.Recover.All) != 2 {
+			t.Errorf("camera-8 override: %+v", c8.RuleSpec)
+		}
+		if c7.Probes[0].Interval.String() != "500ms" || c8.Probes[0].Interval.String() != "500ms" {
+			t.Error("aliased default probe not applied")
+		}
+		if !cfg.DryRun || cfg.StateDir != "" || cfg.API.Auth.Type != AuthNone {
+			t.Errorf("dry run: %+v", cfg.API)
+		}
+	})
+}
+
+// TestSecretsNeverShow puts secret values where a careless loader would
+// echo them: the environment, a secret file, and (refused) inline in the
+// file and in a URL. None may appear in errors, warnings or the printed
+// Config.
+func TestSecretsNeverShow(t *testing.T) {
+	setTestEnv(t)
+	const inline = "inline-SECRET-written-in-the-file"
+	good := `
+api:
+  base_url: https://api.example.com/qod/v1
+  auth:
+    type: taap
+    token_url: https://api.example.com/oauth2/v6/tokens
+    client_id: my-app
+    client_secret: ${QODTEST_SECRET}
+    private_key_file: ../secrets/test-pop-key.pem
+notifications:
+  public_url: https://qodwatch.example.com/cb
+  token: ${QODTEST_NOTIFY_TOKEN}
+state_dir: /var/lib/qodwatch
+defaults:
+  application_server: {ipv4: 203.0.113.10}
+  probes: [icmp]
+  rule: r
+ues:
+  - {name: cam, ipv4: 10.44.0.7}
+rules:
+  r:
+    breach: {any: ["loss > 2%"], for: 20s}
+    recover: {all: ["loss < 1%"], for: 1m}
+    qos: QOS_E
+    duration: 10m
+`
+	cfg, err := Parse("testdata/good/inline.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := os.ReadFile("testdata/secrets/test-pop-key.pem")
+	keyBody := strings.Split(string(key), "\n")[1]
+	for _, out := range []string{fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", *cfg), fmt.Sprint(cfg.API), cfg.Summary()} {
+		for _, secret := range []string{secretValue, keyBody} {
+			if strings.Contains(out, secret) {
+				t.Errorf("printed config shows a secret: %s", out)
+			}
+		}
+	}
+
+	bad := strings.NewReplacer(
+		"${QODTEST_SECRET}", inline,
+		"https://qodwatch.example.com/cb", "https://user:"+inline+"@qodwatch.example.com/cb",
+		"client_id: my-app", "client_id: ${QODTEST_SECRET}",
+	).Replace(good)
+	_, err = Parse("testdata/good/inline.yaml", []byte(bad))
+	if err == nil {
+		t.Fatal("inline secrets accepted")
+	}
+	if msg := err.Error(); strings.Contains(msg, inline) || strings.Contains(msg, secretValue) {
+		t.Errorf("error shows a secret:\n%s", msg)
+	}
+	if n := len(err.(Errors)); n != 3 {
+		t.Errorf("got %d errors, want 3 (inline secret, URL credentials, ${} in client_id):\n%v", n, err)
+	}
+}
+
+func TestSecretRead(t *testing.T) {
+	setTestEnv(t)
+	file := Secret{File: "testdata/secrets/client-secret"}
+	if v, err := file.Read(); err != nil || v != "test-client-secret-from-file" {
+		t.Errorf("file: %q, %v", v, err)
+	}
+	env := Secret{Env: "QODTEST_SECRET"}
+	if v, err := env.Read(); err != nil || v != secretValue {
+		t.Errorf("env: %q, %v", v, err)
+	}
+	for _, s := range []Secret{{Env: "QODTEST_UNSET"}, {Env: "QODTEST_EMPTY"}, {File: "testdata/secrets/empty-secret"}, {File: "testdata/secrets/none"}, {}} {
+		if _, err := s.Read(); err == nil {
+			t.Errorf("%v: read without error", s)
+		}
+	}
+	if got := fmt.Sprintf("%v %+v", env, env); strings.Contains(got, secretValue) {
+		t.Errorf("Secret prints its value: %s", got)
+	}
+}
+
+func TestErrorFormat(t *testing.T) {
+	es := Errors{
+		{File: "c.yaml", Line: 3, Column: 7, Path: "ues[0].msisdn", Msg: "bad"},
+		{File: "c.yaml", Line: 2, Msg: "YAML syntax: x"},
+		{File: "c.yaml", Msg: "cannot read config"},
+	}
+	want := "c.yaml:3:7: ues[0].msisdn: bad\nc.yaml:2: YAML syntax: x\nc.yaml: cannot read config"
+	if got := es.Error(); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	if _, err := Load("testdata/no-such.yaml"); err == nil || err.Error() != "testdata/no-such.yaml: cannot read config: testdata/no-such.yaml does not exist" {
+		t.Errorf("Load of a missing file: %v", err)
+	}
+}
+
+func TestSuggest(t *testing.T) {
+	known := []string{"msisdn", "ipv4", "ipv6", "application_server", "ues", "qos"}
+	for got, want := range map[string]string{
+		"msidn": "msisdn", "ipv5": "ipv4", "applcation_server": "application_server",
+		"ue": "ues", "UES": "ues", "xyz": "", "ip": "", "qso": "qos",
+	} {
+		s := suggest(got, known)
+		if (want == "") != (s == "") || (want != "" && !strings.Contains(s, `"`+want+`"`)) {
+			t.Errorf("suggest(%q) = %q, want %q", got, s, want)
+		}
+	}
+}
+
+// FuzzParse: no input makes Parse panic, and a failure always says where.
+func FuzzParse(f *testing.F) {
+	for _, dir := range []string{"testdata/good", "testdata/bad"} {
+		files, _ := filepath.Glob(dir + "/*.yaml")
+		for _, file := range files {
+			data, _ := os.ReadFile(file)
+			f.Add(data)
+		}
+	}
+	f.Add([]byte("a: &a [*a, *a]\nb: *a"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, err := Parse(filepath.Join("testdata", "bad", "fuzz.yaml"), data)
+		if err == nil {
+			return
+		}
+		var errs Errors
+		if !errors.As(err, &errs) || len(errs) == 0 {
+			t.Fatalf("error is not Errors: %v", err)
+		}
+	})
+}

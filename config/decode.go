@@ -21,6 +21,9 @@ type decoder struct {
 	errs  Errors
 	nodes map[string]*yaml.Node // path → value node
 	keys  map[string]*yaml.Node // path → key node of that value
+	// bad holds the paths that failed to decode. Later checks stay quiet
+	// at and below them: their values are unknown, not wrong.
+	bad map[string]bool
 	// budget bounds the nodes visited, so aliases cannot make a small file
 	// expand into a huge one ("billion laughs").
 	budget int
@@ -39,12 +42,18 @@ func newDecoder(file string) *decoder {
 		file:   file,
 		nodes:  map[string]*yaml.Node{},
 		keys:   map[string]*yaml.Node{},
+		bad:    map[string]bool{},
 		budget: nodeBudget,
 	}
 }
 
-// errorf records a problem at node n.
+// errorf records a problem at node n, found while decoding.
 func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
+	d.bad[path] = true
+	d.add(n, path, format, args...)
+}
+
+func (d *decoder) add(n *yaml.Node, path, format string, args ...any) {
 	e := Error{File: d.file, Path: path, Msg: fmt.Sprintf(format, args...)}
 	if n != nil {
 		e.Line, e.Column = n.Line, n.Column
@@ -56,17 +65,45 @@ func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
 // not in the file (a missing field) is reported at the key of its nearest
 // ancestor that is.
 func (d *decoder) errorAt(path, format string, args ...any) {
-	d.errorf(d.nodeFor(path), path, format, args...)
+	if d.failed(path) {
+		return
+	}
+	d.add(d.nodeFor(path), path, format, args...)
+}
+
+// failed reports whether path or one of its ancestors failed to decode.
+func (d *decoder) failed(path string) bool {
+	for p := path; ; p = parentPath(p) {
+		if d.bad[p] {
+			return true
+		}
+		if p == "" {
+			return false
+		}
+	}
+}
+
+// failedWithin reports whether path or anything below it failed to decode.
+func (d *decoder) failedWithin(path string) bool {
+	for b := range d.bad {
+		if b == path || strings.HasPrefix(b, path+".") || strings.HasPrefix(b, path+"[") {
+			return true
+		}
+	}
+	return false
 }
 
 // keyErrorAt is errorAt pointing at the key rather than the value; for
 // problems with the key's presence (a field that must not be set).
 func (d *decoder) keyErrorAt(path, format string, args ...any) {
+	if d.failed(path) {
+		return
+	}
 	n := d.keys[path]
 	if n == nil {
 		n = d.nodeFor(path)
 	}
-	d.errorf(n, path, format, args...)
+	d.add(n, path, format, args...)
 }
 
 func (d *decoder) nodeFor(path string) *yaml.Node {
@@ -77,8 +114,11 @@ func (d *decoder) nodeFor(path string) *yaml.Node {
 		if n, ok := d.keys[p]; ok {
 			return n
 		}
+		if n, ok := d.nodes[p]; ok {
+			return n // a list item: its first line
+		}
 		if p == "" {
-			return d.nodes[""]
+			return nil
 		}
 	}
 }
@@ -127,6 +167,9 @@ func isNull(n *yaml.Node) bool {
 
 // describe names what a node is, for "want X, got Y" messages.
 func describe(n *yaml.Node) string {
+	if isNull(n) {
+		return "nothing"
+	}
 	switch n.Kind {
 	case yaml.MappingNode:
 		return "a mapping"
@@ -257,7 +300,7 @@ func (d *decoder) mergePairs(v *yaml.Node, path string) []pair {
 				return out
 			}
 			if m.Kind != yaml.MappingNode {
-				d.errorf(m, path, "merge (<<) wants mappings, got %s", describe(m))
+				d.errorf(m, path, "a merge (<<) takes a mapping or a list of mappings, got %s", describe(m))
 				continue
 			}
 			for _, p := range d.pairs(m, path) {
@@ -269,7 +312,7 @@ func (d *decoder) mergePairs(v *yaml.Node, path string) []pair {
 		}
 		return out
 	}
-	d.errorf(v, path, "merge (<<) wants a mapping, got %s", describe(v))
+	d.errorf(v, path, "a merge (<<) takes a mapping or a list of mappings, got %s", describe(v))
 	return nil
 }
 
@@ -347,6 +390,9 @@ func (d *decoder) decodeStruct(n *yaml.Node, path string, v reflect.Value) {
 	for _, p := range d.pairs(n, path) {
 		name := p.key.Value
 		i := slicesIndex(fs, name)
+		if i < 0 && path == "" && strings.HasPrefix(name, "x-") {
+			continue // a place for YAML anchors, as in Compose files
+		}
 		if i < 0 {
 			names := make([]string, len(fs))
 			for j, f := range fs {

@@ -49,12 +49,14 @@ func (es Errors) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// sorted orders errors by position and drops exact repeats (a default
-// applied to several UEs can fail the same way for each).
+// sorted orders errors by position and drops repeats: the same message at
+// the same place, which a YAML alias or merge reached by several paths.
 func (es Errors) sorted() Errors {
 	out := slices.Clone(es)
 	slices.SortStableFunc(out, func(a, b Error) int {
 		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
 	})
-	return slices.Compact(out)
+	return slices.CompactFunc(out, func(a, b Error) bool {
+		return a.File == b.File && a.Line == b.Line && a.Column == b.Column && a.Msg == b.Msg
+	})
 }

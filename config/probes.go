@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"reflect"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -153,7 +152,7 @@ func (r *resolver) probe(raw rawProbe, ue *ueFields) (Probe, bool) {
 		}
 		t := r.durationIn(at("timeout"), s, 0, time.Millisecond, maxProbeInterval)
 		if t > p.Interval && p.Interval > 0 {
-			r.d.errorAt(at("timeout"), "%s is longer than the interval %s", t, p.Interval)
+			r.d.errorAt(at("timeout"), "%s is longer than the interval %s", fmtDuration(t), fmtDuration(p.Interval))
 		}
 		return t
 	}
@@ -174,7 +173,7 @@ func (r *resolver) probe(raw rawProbe, ue *ueFields) (Probe, bool) {
 			p.Spacing = min(100*time.Millisecond, p.Interval/time.Duration(2*p.Packets))
 		}
 		if p.Packets > 1 && p.Spacing*time.Duration(p.Packets-1) >= p.Interval && p.Interval > 0 {
-			r.d.errorAt(at("spacing"), "%d packets %s apart do not fit in the interval %s", p.Packets, p.Spacing, p.Interval)
+			r.d.errorAt(at("spacing"), "%d packets %s apart do not fit in the interval %s", p.Packets, fmtDuration(p.Spacing), fmtDuration(p.Interval))
 		}
 		p.Timeout = min(p.Interval, 2*time.Second)
 		if c.Timeout != "" {
@@ -205,10 +204,7 @@ func (r *resolver) probe(raw rawProbe, ue *ueFields) (Probe, bool) {
 			r.d.errorAt(at("address"), "missing: host:port to connect to, e.g. \"{{ue.target}}:443\"")
 			break
 		}
-		if a, ok := r.expand(at("address"), c.Address, ue, ctxHost); ok && ue != nil {
-			r.checkHostPort(at("address"), a, ue.name)
-			p.Address = a
-		}
+		p.Address = r.probeHostPort(at("address"), c.Address, ue)
 	case ProbeHTTP:
 		c := raw.http
 		p.Interval = interval(c.Interval, defaultHTTPInterval)
@@ -245,7 +241,7 @@ func (r *resolver) probe(raw rawProbe, ue *ueFields) (Probe, bool) {
 			deadline, what = 2*p.MaxTime, " (an upload may take twice max_time)"
 		}
 		if p.Interval > 0 && p.MaxTime > 0 && deadline >= p.Interval {
-			r.d.errorAt(at("max_time"), "%s leaves no room in the interval %s%s", p.MaxTime, p.Interval, what)
+			r.d.errorAt(at("max_time"), "%s leaves no room in the interval %s%s", fmtDuration(p.MaxTime), fmtDuration(p.Interval), what)
 		}
 	case ProbePrometheus:
 		c := raw.prometheus
@@ -266,8 +262,8 @@ func (r *resolver) probe(raw rawProbe, ue *ueFields) (Probe, bool) {
 		}
 		if strings.TrimSpace(c.Query) == "" {
 			r.d.errorAt(at("query"), "missing: the PromQL query giving one value per UE, e.g. 'app_bitrate{client=\"{{ue.name}}\"}'")
-		} else if q, ok := r.expand(at("query"), c.Query, ue, ctxPromQL); ok {
-			p.Query = q
+		} else if _, ok := r.expand(at("query"), c.Query, nil, ctxPromQL); ok && ue != nil {
+			p.Query, _ = r.expand(at("query"), c.Query, ue, ctxPromQL)
 		}
 	default:
 		return p, false // reported while decoding
@@ -277,30 +273,60 @@ func (r *resolver) probe(raw rawProbe, ue *ueFields) (Probe, bool) {
 
 var metricNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]{0,63}$`)
 
-func (r *resolver) probeURL(path, s string, ue *ueFields) string {
-	if s == "" {
+// probeURL checks a probe's URL template once with sample values, so a
+// mistake in it is reported once and as written, then expands it for ue.
+func (r *resolver) probeURL(path, tmpl string, ue *ueFields) string {
+	if tmpl == "" {
 		r.d.errorAt(path, "missing: the URL to fetch, e.g. \"http://{{ue.target}}:8080/probe\"")
 		return ""
 	}
-	out, ok := r.expand(path, s, ue, ctxURL)
-	if !ok || ue == nil {
+	sample, ok := r.expand(path, tmpl, nil, ctxURL)
+	if !ok {
 		return ""
 	}
-	if _, ok := r.httpURLFor(path, out, ue.name); !ok {
+	if _, ok := r.checkURL(path, sample, tmpl, ""); !ok || ue == nil {
+		return ""
+	}
+	out, ok := r.expand(path, tmpl, ue, ctxURL)
+	if !ok {
+		return ""
+	}
+	if _, ok := r.checkURL(path, out, out, ue.name); !ok {
 		return ""
 	}
 	return out
 }
 
-func (r *resolver) checkHostPort(path, addr, ue string) {
+// probeHostPort is probeURL for a host:port.
+func (r *resolver) probeHostPort(path, tmpl string, ue *ueFields) string {
+	sample, ok := r.expand(path, tmpl, nil, ctxHost)
+	if !ok || !r.checkHostPort(path, sample, tmpl, "") || ue == nil {
+		return ""
+	}
+	out, ok := r.expand(path, tmpl, ue, ctxHost)
+	if !ok || !r.checkHostPort(path, out, out, ue.name) {
+		return ""
+	}
+	return out
+}
+
+// checkHostPort checks addr; messages show shown (the template as written,
+// or the expanded address with the UE's name).
+func (r *resolver) checkHostPort(path, addr, shown, ue string) bool {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil || host == "" {
-		r.d.errorAt(path, "%s is not host:port%s", strconv.Quote(addr), forUE(ue))
-		return
+		r.d.errorAt(path, "%q is not host:port (e.g. \"{{ue.target}}:443\")%s", shown, forUE(ue))
+		return false
 	}
-	if v, err := strconv.Atoi(port); err != nil || v < 1 || v > maxPort {
-		r.d.errorAt(path, "port %q in %q is not a number in 1..%d%s", port, addr, maxPort, forUE(ue))
+	if !validPort(port, 1) {
+		r.d.errorAt(path, "port %q in %q is not a number in 1..%d%s", port, shown, maxPort, forUE(ue))
+		return false
 	}
+	if !validIP(strings.Trim(host, "[]")) && !hostNameRE.MatchString(host) {
+		r.d.errorAt(path, "%q in %q is not an IP address or host name%s", host, shown, forUE(ue))
+		return false
+	}
+	return true
 }
 
 func forUE(name string) string {
@@ -324,7 +350,7 @@ var placeholderRE = regexp.MustCompile(`\{\{\s*([^{}]*?)\s*\}\}`)
 const knownPlaceholders = "{{ue.name}}, {{ue.target}}, {{ue.ipv4}}, {{ue.ipv6}}, {{ue.msisdn}}, {{ue.external_id}}, {{ue.group}}, {{ue.labels.NAME}}"
 
 // expand replaces the {{ue.*}} placeholders in s with ue's values. With ue
-// nil it only checks that every placeholder is known.
+// nil it checks that every placeholder is known and fills in samples.
 func (r *resolver) expand(path, s string, ue *ueFields, ctx placeContext) (string, bool) {
 	ok := true
 	if strings.Count(s, "{{") != len(placeholderRE.FindAllStringIndex(s, -1)) {
@@ -353,9 +379,6 @@ func (r *resolver) expand(path, s string, ue *ueFields, ctx placeContext) (strin
 			ok = false
 			continue
 		}
-		if ue == nil {
-			continue
-		}
 		if v == "" {
 			r.d.errorAt(path, "ue %q has no %s for {{%s}}", ue.name, strings.TrimPrefix(name, "ue."), name)
 			ok = false
@@ -378,11 +401,17 @@ func (r *resolver) expand(path, s string, ue *ueFields, ctx placeContext) (strin
 	return b.String(), ok
 }
 
+// sampleUE stands in for every UE when a template is checked on its own.
+var sampleUE = &ueFields{
+	name: "ue", ipv4: "192.0.2.1", ipv6: "2001:db8::1", target: "192.0.2.1",
+	msisdn: "15550000000", externalID: "ue", group: "group",
+}
+
 // placeholder looks a placeholder's name up; known says whether it exists
-// at all. u may be nil to check names only.
+// at all. With u nil it gives sample values.
 func placeholder(u *ueFields, name string) (v string, known bool) {
 	if u == nil {
-		u = &ueFields{}
+		u = sampleUE
 	}
 	switch name {
 	case "ue.name":
@@ -401,6 +430,9 @@ func placeholder(u *ueFields, name string) (v string, known bool) {
 		return u.group, true
 	}
 	if label, ok := strings.CutPrefix(name, "ue.labels."); ok && labelNameRE.MatchString(label) {
+		if u == sampleUE {
+			return "label", true
+		}
 		return u.labels[label], true
 	}
 	return "", false

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
@@ -30,6 +32,8 @@ type resolver struct {
 	dir      string // relative paths in the file are relative to this
 	warnings Errors
 	dialect  string
+	// ruleNames are all names under rules:, valid or not, for suggestions.
+	ruleNames []string
 }
 
 func reflectValue(p any) reflect.Value { return reflect.ValueOf(p).Elem() }
@@ -43,9 +47,8 @@ func (r *resolver) warnAt(path, format string, args ...any) {
 	r.warnings = append(r.warnings, e)
 }
 
-// path makes a file path from the config absolute, relative to the
-// config's directory (as Prometheus does), so the daemon's working
-// directory does not matter.
+// path takes a relative path in the config as relative to the config's
+// directory (as Prometheus does), not to wherever the daemon was started.
 func (r *resolver) path(p string) string {
 	if p == "" || filepath.IsAbs(p) {
 		return p
@@ -83,7 +86,7 @@ func (r *resolver) resolve(raw *rawFile) *Config {
 		if fi, err := os.Stat(cfg.StateDir); err == nil && !fi.IsDir() {
 			r.d.errorAt("state_dir", "%s is a file, want a directory", cfg.StateDir)
 		}
-	case !raw.DryRun:
+	case !raw.DryRun && !r.d.bad["dry_run"]:
 		r.d.errorAt("state_dir", "missing: the directory where the daemon records the sessions it holds, e.g. /var/lib/qodwatch (not needed with dry_run: true)")
 	}
 	var specs map[string]policy.RuleSpec
@@ -104,6 +107,18 @@ func (r *resolver) resolve(raw *rawFile) *Config {
 }
 
 // --- scalar helpers ------------------------------------------------------
+
+// fmtDuration writes d without empty units: 24h, not 24h0m0s.
+func fmtDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
 
 // duration parses s (def when empty); problems are reported at path.
 func (r *resolver) duration(path, s string, def time.Duration) time.Duration {
@@ -129,7 +144,7 @@ func (r *resolver) durationIn(path, s string, def, lo, hi time.Duration) time.Du
 		r.d.errorAt(path, "%v", err)
 		return def
 	case d < lo || d > hi:
-		r.d.errorAt(path, "%s is outside %s..%s", s, lo, hi)
+		r.d.errorAt(path, "%s is outside %s..%s", s, fmtDuration(lo), fmtDuration(hi))
 		return def
 	}
 	return d
@@ -157,18 +172,27 @@ func orList(xs []string) string {
 
 // httpURL checks an absolute http or https URL.
 func (r *resolver) httpURL(path, s string) (*url.URL, bool) {
-	return r.httpURLFor(path, s, "")
+	if !r.plain(path, s) {
+		return nil, false
+	}
+	return r.checkURL(path, s, s, "")
 }
 
-func (r *resolver) httpURLFor(path, s, ue string) (*url.URL, bool) {
-	if strings.Contains(s, "{{") {
+// plain refuses placeholders and ${ENV} where they are not expanded.
+func (r *resolver) plain(path, s string) bool {
+	switch {
+	case strings.Contains(s, "{{"):
 		r.d.errorAt(path, "placeholders such as {{ue.name}} are only expanded in probe addresses, URLs and queries")
-		return nil, false
-	}
-	if strings.Contains(s, "${") {
+	case strings.Contains(s, "${"):
 		r.d.errorAt(path, "${...} is only expanded in secret settings (client_secret, token)")
-		return nil, false
+	default:
+		return true
 	}
+	return false
+}
+
+// checkURL checks s; messages show shown, and name the UE if there is one.
+func (r *resolver) checkURL(path, s, shown, ue string) (*url.URL, bool) {
 	u, err := url.Parse(s)
 	switch {
 	case err != nil:
@@ -176,16 +200,16 @@ func (r *resolver) httpURLFor(path, s, ue string) (*url.URL, bool) {
 		if errors.As(err, &ue2) {
 			err = ue2.Err
 		}
-		r.d.errorAt(path, "%q is not a URL: %v%s", s, err, forUE(ue))
+		r.d.errorAt(path, "%q is not a URL: %v%s", shown, err, forUE(ue))
 	case u.Scheme != "http" && u.Scheme != "https":
-		r.d.errorAt(path, "%q is not an http:// or https:// URL%s", s, forUE(ue))
+		r.d.errorAt(path, "%q is not an http:// or https:// URL%s", shown, forUE(ue))
 	case u.Host == "" || u.Hostname() == "":
-		r.d.errorAt(path, "%q has no host%s", s, forUE(ue))
+		r.d.errorAt(path, "%q has no host%s", shown, forUE(ue))
 	case u.User != nil:
 		// Credentials in a URL end up in logs and errors; never echo them.
-		r.d.errorAt(path, "%q carries a user name or password; use the auth settings instead%s", u.Redacted(), forUE(ue))
+		r.d.errorAt(path, "URL carries a user name or password; use the auth settings instead%s", forUE(ue))
 	case u.Port() != "" && !validPort(u.Port(), 1):
-		r.d.errorAt(path, "%q has port %s outside 1..%d%s", s, u.Port(), maxPort, forUE(ue))
+		r.d.errorAt(path, "%q has port %s outside 1..%d%s", shown, u.Port(), maxPort, forUE(ue))
 	default:
 		return u, true
 	}
@@ -243,7 +267,7 @@ func (r *resolver) api(a *rawAPI, dry bool) API {
 		MaxRetries:   defaultMaxRetries,
 	}
 	if a == nil {
-		if !dry {
+		if !dry && !r.d.bad["dry_run"] {
 			r.d.errorAt("api", "missing: the operator's QoD API (base_url, auth); or set dry_run: true to try rules without one")
 		}
 		return out
@@ -256,7 +280,7 @@ func (r *resolver) api(a *rawAPI, dry bool) API {
 				r.warnAt("api.base_url", "plain http: credentials and session requests travel unencrypted")
 			}
 		}
-	case !dry:
+	case !dry && !r.d.bad["dry_run"]:
 		r.d.errorAt("api.base_url", "missing: the QoD API's root URL, e.g. https://api.example.com/qod/v1")
 	}
 	out.Dialect = r.oneOf("api.dialect", "a dialect", a.Dialect, dialectDevEdge, dialectDevEdge, dialectCAMARAv0, dialectCAMARAv1)
@@ -339,9 +363,7 @@ func (r *resolver) auth(a *rawAuth) Auth {
 	}
 	if slices.Contains(need, "client_id") {
 		out.ClientID = a.ClientID
-		if strings.Contains(a.ClientID, "${") {
-			r.d.errorAt(p+".client_id", "${...} is only expanded in secret settings (client_secret, token); write the client id itself")
-		}
+		r.plain(p+".client_id", a.ClientID)
 	}
 	if slices.Contains(need, "client_secret") {
 		out.ClientSecretRef = r.secretRef(p+".client_secret", a.ClientSecret, a.ClientSecretFile)
@@ -403,7 +425,14 @@ func (r *resolver) checkPrivateKey(path, file string) {
 	}
 	rk, ok := key.(*rsa.PrivateKey)
 	if !ok {
-		r.d.errorAt(path, "%s holds a %s key; TAAP signs with RSA (RS256)", file, strings.TrimPrefix(fmt.Sprintf("%T", key), "*"))
+		kind := "non-RSA"
+		switch key.(type) {
+		case *ecdsa.PrivateKey:
+			kind = "ECDSA"
+		case ed25519.PrivateKey:
+			kind = "Ed25519"
+		}
+		r.d.errorAt(path, "%s holds an %s key; TAAP signs with RSA (RS256)", file, kind)
 		return
 	}
 	if bits := rk.N.BitLen(); bits < 2048 {
@@ -497,7 +526,8 @@ const nameRule = "letters, digits, _ and -, starting with a letter or digit, at 
 func (r *resolver) rules(raw map[string]policy.RuleSpec) (map[string]*policy.Rule, map[string]policy.RuleSpec) {
 	rules := map[string]*policy.Rule{}
 	specs := map[string]policy.RuleSpec{}
-	for _, name := range r.d.mapKeys("rules", slices.Collect(maps.Keys(raw))) {
+	r.ruleNames = r.d.mapKeys("rules", slices.Collect(maps.Keys(raw)))
+	for _, name := range r.ruleNames {
 		p := joinPath("rules", name)
 		if !nameRE.MatchString(name) {
 			r.d.keyErrorAt(p, "%q is not a rule name: use %s", name, nameRule)
@@ -507,7 +537,7 @@ func (r *resolver) rules(raw map[string]policy.RuleSpec) (map[string]*policy.Rul
 		specs[name] = spec
 		rule, err := policy.CompileRule(name, spec)
 		if err != nil {
-			r.policyErrors(err, p, func(fe *policy.FieldError) string { return fe.Path() })
+			r.policyErrors(err, p, func(fe *policy.FieldError) (string, string) { return fe.Path(), "" })
 			continue
 		}
 		rules[name] = rule
@@ -515,20 +545,25 @@ func (r *resolver) rules(raw map[string]policy.RuleSpec) (map[string]*policy.Rul
 	return rules, specs
 }
 
-// policyErrors reports the *policy.FieldErrors in err at the paths where
-// returns; anything else at fallback.
-func (r *resolver) policyErrors(err error, fallback string, where func(*policy.FieldError) string) {
+// policyErrors reports the *policy.FieldErrors in err at the path where
+// returns, after its prefix; anything else at fallback. Errors about a
+// field that did not decode are left out: policy saw it empty.
+func (r *resolver) policyErrors(err error, fallback string, where func(*policy.FieldError) (path, prefix string)) {
 	for _, e := range flatten(err) {
 		var fe *policy.FieldError
 		if !errors.As(e, &fe) {
 			r.d.errorAt(fallback, "%v", e)
 			continue
 		}
+		if r.d.failedWithin(fe.Path()) {
+			continue
+		}
 		msg := fe.Msg
 		if fe.Value != "" {
 			msg = strconv.Quote(fe.Value) + " " + msg
 		}
-		r.d.errorAt(where(fe), "%s", msg)
+		path, prefix := where(fe)
+		r.d.errorAt(path, "%s%s", prefix, msg)
 	}
 }
 
@@ -560,7 +595,7 @@ func (r *resolver) guards(g rawGuards, ues []UE) Guards {
 	}
 	pg, err := policy.CompileGuards(g.GuardsSpec)
 	if err != nil {
-		r.policyErrors(err, "guards", func(fe *policy.FieldError) string { return fe.Path() })
+		r.policyErrors(err, "guards", func(fe *policy.FieldError) (string, string) { return fe.Path(), "" })
 	}
 	out.Guards = pg
 	return out

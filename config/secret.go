@@ -13,7 +13,7 @@ import (
 // compared without leaking anything; Read fetches the value when it is
 // needed, which also picks up a rotated file without a reload.
 type Secret struct {
-	File string // absolute path; "" when Env is used
+	File string // path (joined to the config's directory); "" when Env is used
 	Env  string // variable name, from "${NAME}"; "" when File is used
 }
 

@@ -49,11 +49,11 @@ func (r *resolver) defaults(d *rawDefaults, rules map[string]*policy.Rule) resol
 	out.labels = d.Labels
 	if d.Probes != nil {
 		out.probes = *d.Probes
-		n := len(r.d.errs)
+		out.probesOK = !r.d.failedWithin(p + ".probes")
 		for _, rp := range out.probes {
-			r.probe(rp, nil)
+			_, ok := r.probe(rp, nil)
+			out.probesOK = out.probesOK && ok
 		}
-		out.probesOK = len(r.d.errs) == n
 		if out.probesOK {
 			r.checkProbeSet(p+".probes", out.probes, nil)
 		}
@@ -70,8 +70,8 @@ func (r *resolver) knownRule(path, name string, rules map[string]*policy.Rule) b
 	if r.d.has(joinPath("rules", name)) {
 		return false // reported at the rule
 	}
-	names := slices.Sorted(maps.Keys(rules))
-	known := "none are defined"
+	names := r.ruleNames
+	known := "the rules section defines none"
 	if len(names) > 0 {
 		known = "defined: " + strings.Join(names, ", ")
 	}
@@ -90,8 +90,8 @@ func (r *resolver) groupName(path, g string) string {
 // labelNameRE is a Prometheus label name; labels end up on qodwatch_ue_info.
 var labelNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 
-// reservedLabels are set by qodwatch itself on its metrics.
-var reservedLabels = []string{"ue", "addr", "group", "rule", "kind", "instance", "job"}
+// reservedLabels are set by qodwatch itself on qodwatch_ue_info.
+var reservedLabels = []string{"ue", "addr", "group", "rule"}
 
 func (r *resolver) checkLabels(path string, labels map[string]string) {
 	for _, k := range r.d.mapKeys(path, slices.Collect(maps.Keys(labels))) {
@@ -128,6 +128,9 @@ func family(v4 bool) string {
 // addrOrPrefix checks an address or CIDR prefix of one IP version and
 // returns it in canonical form.
 func (r *resolver) addrOrPrefix(path, s string, v4 bool) string {
+	if !r.plain(path, s) {
+		return ""
+	}
 	if strings.Contains(s, "/") {
 		pfx, err := netip.ParsePrefix(s)
 		if err != nil {
@@ -157,6 +160,9 @@ func example(v4, prefix bool) string {
 
 // singleAddr checks one address of one IP version.
 func (r *resolver) singleAddr(path, s string, v4, prefixOK bool) string {
+	if !r.plain(path, s) {
+		return ""
+	}
 	a, err := netip.ParseAddr(s)
 	switch {
 	case err != nil && strings.Contains(s, "/") && !prefixOK:
@@ -166,7 +172,7 @@ func (r *resolver) singleAddr(path, s string, v4, prefixOK bool) string {
 	case a.Zone() != "":
 		r.d.errorAt(path, "%q has a zone (%%%s); the API takes global addresses", s, a.Zone())
 	case a.Is4() != v4 || a.Is4In6():
-		r.d.errorAt(path, "%q is an %s address; this field wants %s", s, family(!a.Is4()), family(v4))
+		r.d.errorAt(path, "%q is an %s address; this field wants %s", s, family(a.Is4()), family(v4))
 	default:
 		return a.String()
 	}
@@ -230,7 +236,7 @@ func (r *resolver) ue(p string, u *rawUE, defs resolvedDefaults, rules map[strin
 	if u.IPv6 != "" {
 		out.IPv6 = r.singleAddr(p+".ipv6", u.IPv6, false, false)
 	}
-	if u.MSISDN == "" && u.ExternalID == "" && u.IPv4 == "" && u.IPv6 == "" {
+	if !r.d.has(p+".msisdn") && !r.d.has(p+".external_id") && !r.d.has(p+".ipv4") && !r.d.has(p+".ipv6") {
 		r.d.errorAt(p, "no identifier: the API needs msisdn, external_id, ipv4 or ipv6 to know the device")
 	}
 	switch {
@@ -247,6 +253,10 @@ func (r *resolver) ue(p string, u *rawUE, defs resolvedDefaults, rules map[strin
 	default:
 		out.Target = out.IPv6
 	}
+
+	// Probes address the UE by these; when one is wrong, checking the probes
+	// would only repeat it.
+	identityOK := len(r.d.errs) == n && !r.d.failedWithin(p+".ipv4") && !r.d.failedWithin(p+".ipv6") && !r.d.failedWithin(p+".target")
 
 	switch {
 	case u.ApplicationServer != nil:
@@ -281,24 +291,33 @@ func (r *resolver) ue(p string, u *rawUE, defs resolvedDefaults, rules map[strin
 		name: out.Name, ipv4: out.IPv4, ipv6: out.IPv6, target: out.Target,
 		msisdn: out.MSISDN, externalID: out.ExternalID, group: out.Group, labels: out.Labels,
 	}
+	probesOK := identityOK
 	switch {
+	case !identityOK:
 	case u.Probes != nil:
-		ok := true
 		for _, rp := range *u.Probes {
 			pr, good := r.probe(rp, fields)
-			ok = ok && good
+			probesOK = probesOK && good
 			out.Probes = append(out.Probes, pr)
 		}
-		if ok {
+		if probesOK {
 			r.checkProbeSet(p+".probes", *u.Probes, &out)
 		}
-	case defs.probes != nil && defs.probesOK:
+	case defs.probes != nil:
+		probesOK = defs.probesOK
 		for _, rp := range defs.probes {
-			pr, _ := r.probe(rp, fields)
+			if !probesOK {
+				break
+			}
+			pr, good := r.probe(rp, fields)
+			probesOK = probesOK && good
 			out.Probes = append(out.Probes, pr)
 		}
+		if probesOK {
+			r.checkProbeSet("", nil, &out)
+		}
 	}
-	if len(r.d.errs) == n && out.Rule != nil {
+	if probesOK && len(r.d.errs) == n && out.Rule != nil {
 		r.checkRuleInputs(p, u, &out)
 	}
 	return out, len(r.d.errs) == n
@@ -342,13 +361,13 @@ func (r *resolver) ueRule(p string, u *rawUE, out *UE, defs resolvedDefaults, ru
 	if err != nil {
 		// Blame the override's field when it set the one at fault; else the
 		// override as a whole, which made the shared rule invalid.
-		r.policyErrors(err, op, func(fe *policy.FieldError) string {
+		r.policyErrors(err, op, func(fe *policy.FieldError) (string, string) {
 			for f := fe.Field; f != ""; f = parentPath(f) {
 				if r.d.has(joinPath(op, f)) {
-					return joinPath(op, f)
+					return joinPath(op, f), ""
 				}
 			}
-			return op
+			return op, "with this override, " + fe.Path() + ": "
 		})
 		out.Rule = nil
 		return
@@ -379,7 +398,11 @@ func (r *resolver) checkProbeSet(path string, probes []rawProbe, ue *UE) {
 		return
 	}
 	if lat := latencyProbe(ue.Probes); lat != nil && lat.Interval > ue.Window {
-		r.d.errorAt(path, "the %s probe runs every %s, longer than the window %s: the window would often hold no sample", lat.Kind, lat.Interval, ue.Window)
+		where := path
+		if where == "" { // default probes: the UE's window is the culprit
+			where = "defaults.window"
+		}
+		r.d.errorAt(where, "the %s probe of ue %q runs every %s, longer than its window %s: the window would often hold no sample", lat.Kind, ue.Name, fmtDuration(lat.Interval), fmtDuration(ue.Window))
 	}
 }
 
