@@ -41,6 +41,9 @@ type NotificationReceiver struct {
 	// saying the session became UNAVAILABLE).
 	OnTerminated func(sessionID string)
 	Logger       *slog.Logger
+	// Mode limits where the token may be: "apikey", "bearer", or "" / "any"
+	// for either.
+	Mode string
 }
 
 func (n *NotificationReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -81,8 +84,11 @@ func (n *NotificationReceiver) authorized(r *http.Request) bool {
 	if n.Token == "" {
 		return false
 	}
-	got := r.URL.Query().Get("apikey")
-	if h := r.Header.Get("Authorization"); got == "" && h != "" {
+	var got string
+	if n.Mode != "bearer" {
+		got = r.URL.Query().Get("apikey")
+	}
+	if h := r.Header.Get("Authorization"); got == "" && h != "" && n.Mode != "apikey" {
 		scheme, token, ok := strings.Cut(h, " ")
 		if ok && strings.EqualFold(scheme, "Bearer") {
 			got = strings.TrimSpace(token)

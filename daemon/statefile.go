@@ -9,6 +9,8 @@ import (
 	"sort"
 	"syscall"
 	"time"
+
+	"github.com/qodwatch/qodwatch/policy"
 )
 
 // StateFileName is the file in the state directory that holds every session
@@ -52,6 +54,7 @@ type State struct {
 	Version  int       `json:"version"`
 	Sessions []Session `json:"sessions"`
 	Intents  []Intent  `json:"intents"`
+	Budget   *Budget   `json:"budget,omitempty"`
 }
 
 // SessionFor returns the session held for ue, if any.
@@ -250,4 +253,15 @@ func (f *StateFile) write(st State) error {
 		return fmt.Errorf("sync state directory: %w", err)
 	}
 	return nil
+}
+
+// Budget is the session time charged on one UTC day, kept so that a restart
+// does not hand out the daily budget a second time.
+type Budget struct {
+	Day         time.Time `json:"day"`
+	UsedSeconds float64   `json:"used_seconds"`
+}
+
+func (s *State) setBudget(u policy.Usage) {
+	s.Budget = &Budget{Day: u.BudgetDay, UsedSeconds: u.BudgetUsed.Seconds()}
 }

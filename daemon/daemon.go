@@ -1,0 +1,551 @@
+// Package daemon is qodwatch's control loop: it joins the monitor, the
+// policy engine and the QoD client, keeps every session it opens in a
+// durable state file, and serves metrics, a status page and the
+// notification receiver.
+//
+// The loop is level-triggered: each tick the policy compares every UE's
+// statistics and session with its rule and says what is missing; the daemon
+// starts that API call in the background (one per UE at a time, so probing
+// never waits for the API) and reports the outcome back to the policy.
+// A repeated tick asks for nothing new while a call is in flight.
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/qodwatch/qodwatch/config"
+	"github.com/qodwatch/qodwatch/monitor"
+	"github.com/qodwatch/qodwatch/monitor/icmp"
+	"github.com/qodwatch/qodwatch/policy"
+	"github.com/qodwatch/qodwatch/qodclient"
+)
+
+// SessionAPI is what the daemon needs of the QoD API; *qodclient.Client has it.
+type SessionAPI interface {
+	Create(ctx context.Context, req qodclient.CreateSessionRequest) (*qodclient.SessionInfo, error)
+	Get(ctx context.Context, id string) (*qodclient.SessionInfo, error)
+	Delete(ctx context.Context, id string) error
+}
+
+// Options configure a Daemon.
+type Options struct {
+	Config *config.Config
+	// ConfigFile is reread on Reload; "" disables reloading.
+	ConfigFile string
+	Logger     *slog.Logger
+	// Registry gets the daemon's and the monitor's metrics; nil makes one.
+	Registry *prometheus.Registry
+	// API replaces the client built from the config (tests, the demo).
+	API SessionAPI
+	// Now replaces time.Now.
+	Now func() time.Time
+	// ICMPMode chooses the ICMP socket kind (default: unprivileged, then raw).
+	ICMPMode icmp.Mode
+	// ShutdownGrace bounds how long calls in flight and releases on shutdown
+	// may take (default 30s).
+	ShutdownGrace time.Duration
+}
+
+// Daemon is one running qodwatch.
+type Daemon struct {
+	opts    Options
+	log     *slog.Logger
+	now     func() time.Time
+	reg     *prometheus.Registry
+	metrics *metrics
+	mon     *monitor.Monitor
+	store   *StateFile // nil in dry-run mode without a state dir
+
+	icmpMu  sync.Mutex
+	icmpEng *icmp.Engine
+	runCtx  context.Context
+
+	// mu guards everything below: the engine is not safe for concurrent use,
+	// and API outcomes arrive from their own goroutines.
+	mu          sync.Mutex
+	cfg         *config.Config
+	api         SessionAPI
+	engine      *policy.Engine
+	busy        map[string]bool // UE has an API call in flight
+	polling     map[string]bool // session ids with a GET in flight
+	lastPoll    time.Time
+	notifyToken string
+	decisions   []policy.Decision
+	obsProm     map[string]map[string]policy.PromSample
+	dryRunSeq   int
+
+	ops    sync.WaitGroup
+	opsCtx context.Context // API calls; outlives the run context by the grace period
+	stopOp context.CancelFunc
+}
+
+// New prepares a daemon: it opens the state file and builds the monitor,
+// the engine and the API client, but starts nothing.
+func New(opts Options) (*Daemon, error) {
+	if opts.Config == nil {
+		return nil, errors.New("daemon: no config")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.ShutdownGrace <= 0 {
+		opts.ShutdownGrace = 30 * time.Second
+	}
+	cfg := opts.Config
+	d := &Daemon{
+		opts:    opts,
+		log:     opts.Logger,
+		now:     opts.Now,
+		reg:     opts.Registry,
+		cfg:     cfg,
+		api:     opts.API,
+		busy:    map[string]bool{},
+		polling: map[string]bool{},
+		obsProm: map[string]map[string]policy.PromSample{},
+	}
+	d.opsCtx, d.stopOp = context.WithCancel(context.Background())
+	if cfg.StateDir != "" {
+		st, err := OpenStateFile(cfg.StateDir)
+		if err != nil {
+			return nil, err
+		}
+		d.store = st
+	} else if !cfg.DryRun {
+		return nil, errors.New("daemon: state_dir is required unless dry_run is set")
+	}
+	if d.api == nil && !cfg.DryRun {
+		c, err := NewClient(cfg.API)
+		if err != nil {
+			return nil, err
+		}
+		d.api = c
+	}
+	mon, err := monitor.New(monitor.Options{
+		Window: window(cfg),
+		Logger: d.log,
+		ICMP:   d.setICMPTargets,
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.mon = mon
+	ues, err := monitorUEs(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := mon.SetUEs(ues); err != nil {
+		return nil, err
+	}
+	d.engine = policy.NewEngine(cfg.Guards.Guards)
+	for i := range cfg.UEs {
+		if err := d.engine.SetUE(cfg.UEs[i].Name, cfg.UEs[i].Rule, groups(&cfg.UEs[i])...); err != nil {
+			return nil, err
+		}
+	}
+	d.metrics = newMetrics(d)
+	if err := d.reg.Register(d.metrics); err != nil {
+		return nil, err
+	}
+	if err := d.reg.Register(mon); err != nil {
+		return nil, err
+	}
+	if err := d.loadNotifyToken(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Registry is where the daemon's metrics are registered.
+func (d *Daemon) Registry() *prometheus.Registry { return d.reg }
+
+// Monitor is the daemon's monitor (for tests and the demo).
+func (d *Daemon) Monitor() *monitor.Monitor { return d.mon }
+
+// NotificationReceiver answers the operator's callbacks with the token the
+// daemon hands out.
+func (d *Daemon) NotificationReceiver() *NotificationReceiver {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return &NotificationReceiver{Token: d.notifyToken, Logger: d.log, OnTerminated: d.sessionTerminated,
+		Mode: d.cfg.Notifications.AuthMode}
+}
+
+func window(cfg *config.Config) time.Duration {
+	// The monitor keeps one window length; UEs may differ only in theory
+	// (defaults.window), so the longest one is used.
+	var w time.Duration
+	for _, ue := range cfg.UEs {
+		if ue.Window > w {
+			w = ue.Window
+		}
+	}
+	return w
+}
+
+func groups(ue *config.UE) []string {
+	if ue.Group == "" {
+		return nil
+	}
+	return []string{ue.Group}
+}
+
+// loadNotifyToken reads the configured notification token, or keeps a
+// generated one in the state directory: sessions outlive the process, and
+// their notifications must still be accepted after a restart.
+func (d *Daemon) loadNotifyToken() error {
+	n := d.cfg.Notifications
+	if !n.Enabled() {
+		return nil
+	}
+	tok, ok, err := n.Token()
+	if err != nil {
+		return fmt.Errorf("notifications.token: %w", err)
+	}
+	if ok {
+		d.notifyToken = tok
+		return nil
+	}
+	if d.store == nil {
+		d.notifyToken = randomToken()
+		return nil
+	}
+	path := filepath.Join(d.cfg.StateDir, "notification-token")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) >= 16 {
+		d.notifyToken = strings.TrimSpace(string(b))
+		return nil
+	}
+	d.notifyToken = randomToken()
+	if err := os.WriteFile(path, []byte(d.notifyToken+"\n"), 0o600); err != nil {
+		return fmt.Errorf("keep notification token: %w", err)
+	}
+	return nil
+}
+
+func randomToken() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Run probes, decides and acts until ctx ends, then shuts down: it waits for
+// calls in flight and, with release_on_shutdown, ends every session held.
+func (d *Daemon) Run(ctx context.Context) error {
+	d.runCtx = ctx
+	if err := d.startICMPIfNeeded(); err != nil {
+		return err
+	}
+	if err := d.restore(ctx); err != nil {
+		return err
+	}
+	monDone := make(chan error, 1)
+	go func() { monDone <- d.mon.Run(ctx) }()
+
+	d.log.Info("qodwatch running", "ues", len(d.cfg.UEs), "dry_run", d.cfg.DryRun, "tick", d.cfg.Tick)
+	t := time.NewTicker(d.cfg.Tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			<-monDone
+			return d.shutdown()
+		case <-t.C:
+			d.Tick()
+		}
+	}
+}
+
+func (d *Daemon) setICMPTargets(ts []monitor.ICMPTarget) {
+	d.icmpMu.Lock()
+	eng := d.icmpEng
+	d.icmpMu.Unlock()
+	if eng != nil {
+		eng.SetTargets(icmpTargets(ts))
+	}
+}
+
+// startICMPIfNeeded opens the shared ICMP sockets once some UE has an ICMP
+// probe. It fails with the exact missing permission.
+func (d *Daemon) startICMPIfNeeded() error {
+	d.mu.Lock()
+	need := hasICMP(d.cfg)
+	d.mu.Unlock()
+	d.icmpMu.Lock()
+	defer d.icmpMu.Unlock()
+	if !need || d.icmpEng != nil {
+		return nil
+	}
+	eng, err := icmp.New(icmp.Options{Recorder: d.mon, Mode: d.opts.ICMPMode, Logger: d.log})
+	if err != nil {
+		return fmt.Errorf("icmp probes: %w", err)
+	}
+	d.icmpEng = eng
+	go func() {
+		if err := eng.Run(d.runCtx); err != nil && d.runCtx.Err() == nil {
+			d.log.Error("icmp engine stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Tick runs one pass of the control loop. Running it again at once is
+// harmless: what is in flight is not asked for twice.
+func (d *Daemon) Tick() {
+	now := d.now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.expireHeld(now)
+	d.decisions = d.engine.Tick(now, d.observe, d.decisions[:0])
+	for _, dec := range d.decisions {
+		d.dispatch(dec)
+	}
+	if d.api != nil && d.cfg.API.PollInterval > 0 && now.Sub(d.lastPoll) >= d.cfg.API.PollInterval {
+		d.lastPoll = now
+		d.pollHeld()
+	}
+}
+
+// observe turns the monitor's window into the policy's observation.
+func (d *Daemon) observe(ue string) policy.Observation {
+	now := d.now()
+	s, ok := d.mon.Stats(ue, now)
+	if !ok {
+		return policy.Observation{}
+	}
+	var age time.Duration
+	if !s.LastSample.IsZero() {
+		age = now.Sub(s.LastSample)
+	}
+	obs := policy.Observation{
+		Latency: policy.LatencyStats{
+			Samples: s.Samples + s.Lost, Age: age,
+			Mean: s.LatencyMean, P50: s.LatencyP50, P95: s.LatencyP95, Max: s.LatencyMax,
+			Jitter: s.Jitter, Loss: s.Loss,
+		},
+		Throughput: policy.ThroughputStats{Samples: s.ThroughputSamples, Age: age, BytesPerSecond: s.Throughput},
+	}
+	if len(s.Values) > 0 {
+		prom := d.obsProm[ue]
+		if prom == nil {
+			prom = make(map[string]policy.PromSample, len(s.Values))
+			d.obsProm[ue] = prom
+		}
+		for _, v := range s.Values {
+			if v.At.IsZero() {
+				delete(prom, v.Name)
+				continue
+			}
+			prom[v.Name] = policy.PromSample{Value: v.Value, Age: now.Sub(v.At)}
+		}
+		obs.Prom = prom
+	}
+	return obs
+}
+
+// expireHeld ends sessions whose time has run out, without waiting for a
+// poll or a notification: the operator ends them at that moment too.
+func (d *Daemon) expireHeld(now time.Time) {
+	for _, st := range d.engine.Statuses(nil) {
+		if !st.HasSession || st.Session.ExpiresAt.IsZero() || now.Before(st.Session.ExpiresAt) || d.busy[st.UE] {
+			continue
+		}
+		d.log.Info("session expired", "ue", st.UE, "session_id", st.Session.ID, "qos", st.Session.QoS)
+		d.ended(now, st.UE, st.Session.ID, policy.EndExpired)
+	}
+}
+
+// ended tells the engine a session is gone and forgets it in the state file.
+// The caller holds d.mu.
+func (d *Daemon) ended(now time.Time, ue, id string, why policy.EndReason) {
+	if err := d.engine.Ended(now, ue, id, why); err != nil {
+		d.log.Warn("policy refused session end", "ue", ue, "session_id", id, "err", err)
+	}
+	d.metrics.sessionsEnded.WithLabelValues(why.String()).Inc()
+	d.persistAsync(func(s *State) { s.RemoveSession(id) })
+}
+
+// persistAsync writes a change to the state file off the loop. Used only for
+// forgetting things: what must be durable before an action is written
+// synchronously by the action itself.
+func (d *Daemon) persistAsync(change func(*State)) {
+	if d.store == nil || d.cfg.DryRun {
+		return
+	}
+	usage := d.engine.Usage(d.now())
+	d.ops.Add(1)
+	go func() {
+		defer d.ops.Done()
+		if _, err := d.store.Update(func(s *State) error {
+			change(s)
+			s.setBudget(usage)
+			return nil
+		}); err != nil {
+			d.log.Error("state file update failed", "err", err)
+		}
+	}()
+}
+
+// Reload rereads the config file. A config with any error is refused and
+// the old one keeps running; a valid one applies without dropping the
+// sessions or statistics of unchanged UEs.
+func (d *Daemon) Reload() error {
+	if d.opts.ConfigFile == "" {
+		return errors.New("reload: the daemon was not started from a config file")
+	}
+	cfg, err := config.Load(d.opts.ConfigFile)
+	if err != nil {
+		d.metrics.reloadFailed()
+		d.log.Error("config reload refused; the old config keeps running", "file", d.opts.ConfigFile, "err", err)
+		return err
+	}
+	if err := d.apply(cfg); err != nil {
+		d.metrics.reloadFailed()
+		d.log.Error("config reload refused; the old config keeps running", "file", d.opts.ConfigFile, "err", err)
+		return err
+	}
+	d.metrics.reloadSucceeded(d.now())
+	d.log.Info("config reloaded", "file", d.opts.ConfigFile, "ues", len(cfg.UEs))
+	return nil
+}
+
+func (d *Daemon) apply(cfg *config.Config) error {
+	d.mu.Lock()
+	old := d.cfg
+	d.mu.Unlock()
+	if cfg.StateDir != old.StateDir || cfg.DryRun != old.DryRun {
+		return errors.New("state_dir and dry_run cannot change on reload; restart the daemon")
+	}
+	var api SessionAPI
+	if d.opts.API == nil && !cfg.DryRun && !reflect.DeepEqual(cfg.API, old.API) {
+		c, err := NewClient(cfg.API)
+		if err != nil {
+			return err
+		}
+		api = c
+	}
+	ues, err := monitorUEs(cfg)
+	if err != nil {
+		return err
+	}
+	if err := d.mon.SetUEs(ues); err != nil {
+		return err
+	}
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.now()
+	d.cfg = cfg
+	if api != nil {
+		d.api = api
+	}
+	d.engine.SetGuards(cfg.Guards.Guards)
+	keep := map[string]bool{}
+	for i := range cfg.UEs {
+		ue := &cfg.UEs[i]
+		keep[ue.Name] = true
+		if err := d.engine.SetUE(ue.Name, ue.Rule, groups(ue)...); err != nil {
+			d.log.Error("policy refused UE", "ue", ue.Name, "err", err)
+		}
+	}
+	for _, st := range d.engine.Statuses(nil) {
+		if !keep[st.UE] && !st.Removed {
+			if dec := d.engine.RemoveUE(now, st.UE); dec.Kind != policy.None {
+				d.dispatch(dec)
+			}
+			delete(d.obsProm, st.UE)
+		}
+	}
+	if d.runCtx != nil {
+		// Outside d.mu's callers: the engine start only touches icmpMu.
+		go func() {
+			if err := d.startICMPIfNeeded(); err != nil {
+				d.log.Error("icmp probes after reload", "err", err)
+			}
+		}()
+	}
+	return nil
+}
+
+// Statuses reports every UE as the policy sees it.
+func (d *Daemon) Statuses() []policy.Status {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.engine.Statuses(nil)
+}
+
+// Usage reports the sessions held and the budget spent.
+func (d *Daemon) Usage() policy.Usage {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.engine.Usage(d.now())
+}
+
+// shutdown waits for the calls in flight, then ends every session held if
+// release_on_shutdown is set; otherwise sessions run on and are adopted at
+// the next start.
+func (d *Daemon) shutdown() error {
+	deadline := time.AfterFunc(d.opts.ShutdownGrace, d.stopOp)
+	defer deadline.Stop()
+	d.ops.Wait()
+	d.mu.Lock()
+	release := d.cfg.Guards.ReleaseOnShutdown && !d.cfg.DryRun
+	var held []policy.Status
+	for _, st := range d.engine.Statuses(nil) {
+		if st.HasSession {
+			held = append(held, st)
+		}
+	}
+	d.mu.Unlock()
+	if !release {
+		if len(held) > 0 {
+			d.log.Info("stopping; sessions kept and adopted at the next start", "sessions", len(held))
+		}
+		d.stopOp()
+		return nil
+	}
+	d.log.Info("stopping; ending sessions (release_on_shutdown)", "sessions", len(held))
+	var wg sync.WaitGroup
+	for _, st := range held {
+		wg.Add(1)
+		go func(st policy.Status) {
+			defer wg.Done()
+			d.mu.Lock()
+			api := d.api
+			d.mu.Unlock()
+			txid := qodclient.NewTransactionID()
+			err := api.Delete(qodclient.WithTransactionID(d.opsCtx, txid), st.Session.ID)
+			d.countAPI("delete", err)
+			if err != nil {
+				d.log.Error("end session on shutdown failed; it stays in the state file", "ue", st.UE, "session_id", st.Session.ID, "transaction_id", txid, "err", err)
+				return
+			}
+			d.log.Info("session ended on shutdown", "ue", st.UE, "session_id", st.Session.ID, "transaction_id", txid)
+			if d.store != nil {
+				if _, err := d.store.Update(func(s *State) error { s.RemoveSession(st.Session.ID); return nil }); err != nil {
+					d.log.Error("state file update failed", "err", err)
+				}
+			}
+		}(st)
+	}
+	wg.Wait()
+	d.stopOp()
+	return nil
+}

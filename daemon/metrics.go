@@ -1,0 +1,135 @@
+package daemon
+
+import (
+	"runtime"
+	"runtime/debug"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/qodwatch/qodwatch/policy"
+)
+
+// metrics are the daemon's own: what it decided, what it bought and what
+// the API answered. Per-UE state is read from the engine at scrape time.
+type metrics struct {
+	d *Daemon
+
+	decisions      *prometheus.CounterVec
+	apiCalls       *prometheus.CounterVec
+	sessionsOpened *prometheus.CounterVec
+	sessionsEnded  *prometheus.CounterVec
+	notifications  prometheus.Counter
+	reloadOK       prometheus.Gauge
+	reloadTime     prometheus.Gauge
+
+	ueState     *prometheus.Desc
+	ueSession   *prometheus.Desc
+	byState     *prometheus.Desc
+	held        *prometheus.Desc
+	budgetUsed  *prometheus.Desc
+	budgetLimit *prometheus.Desc
+	buildInfo   *prometheus.Desc
+}
+
+func newMetrics(d *Daemon) *metrics {
+	return &metrics{
+		d: d,
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "qodwatch_decisions_total", Help: "Decisions made by the policy, by kind (request, renew, escalate, release).",
+		}, []string{"decision"}),
+		apiCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "qodwatch_api_calls_total", Help: "QoD API calls by operation and outcome (retries inside one call not counted).",
+		}, []string{"operation", "outcome"}),
+		sessionsOpened: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "qodwatch_sessions_opened_total", Help: "QoD sessions opened, by QoS profile.",
+		}, []string{"qos"}),
+		sessionsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "qodwatch_sessions_ended_total", Help: "QoD sessions ended, by why (released, terminated, expired).",
+		}, []string{"reason"}),
+		notifications: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "qodwatch_notifications_received_total", Help: "SESSION_TERMINATED notifications accepted.",
+		}),
+		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "qodwatch_config_last_reload_successful", Help: "Whether the last configuration reload succeeded (1) or was refused (0).",
+		}),
+		reloadTime: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "qodwatch_config_last_reload_success_timestamp_seconds", Help: "Time of the last successful configuration load.",
+		}),
+		ueState: prometheus.NewDesc("qodwatch_ue_state",
+			"The policy state of each UE: 1 for its current state.", []string{"ue", "state"}, nil),
+		ueSession: prometheus.NewDesc("qodwatch_ue_session_active",
+			"Whether the UE holds a QoD session (1) or not (0).", []string{"ue"}, nil),
+		byState: prometheus.NewDesc("qodwatch_ues",
+			"UEs in each policy state.", []string{"state"}, nil),
+		held: prometheus.NewDesc("qodwatch_sessions",
+			"QoD sessions held, asked for or possibly held (lost create answers), counted against max_sessions.", nil, nil),
+		budgetUsed: prometheus.NewDesc("qodwatch_budget_used_seconds",
+			"Session time charged today (UTC) against the daily budget.", nil, nil),
+		budgetLimit: prometheus.NewDesc("qodwatch_budget_limit_seconds",
+			"The daily budget of session time; 0 when unlimited.", nil, nil),
+		buildInfo: prometheus.NewDesc("qodwatch_build_info",
+			"Build information; always 1.", []string{"version", "goversion"}, nil),
+	}
+}
+
+func (m *metrics) reloadSucceeded(at time.Time) {
+	m.reloadOK.Set(1)
+	m.reloadTime.Set(float64(at.Unix()))
+}
+
+func (m *metrics) reloadFailed() { m.reloadOK.Set(0) }
+
+func (m *metrics) counters() []prometheus.Collector {
+	return []prometheus.Collector{m.decisions, m.apiCalls, m.sessionsOpened, m.sessionsEnded, m.notifications, m.reloadOK, m.reloadTime}
+}
+
+// Describe implements prometheus.Collector.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range m.counters() {
+		c.Describe(ch)
+	}
+	for _, d := range []*prometheus.Desc{m.ueState, m.ueSession, m.byState, m.held, m.budgetUsed, m.budgetLimit, m.buildInfo} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range m.counters() {
+		c.Collect(ch)
+	}
+	d := m.d
+	d.mu.Lock()
+	statuses := d.engine.Statuses(nil)
+	usage := d.engine.Usage(d.now())
+	d.mu.Unlock()
+	count := map[policy.State]int{}
+	for _, st := range statuses {
+		count[st.State]++
+		ch <- prometheus.MustNewConstMetric(m.ueState, prometheus.GaugeValue, 1, st.UE, st.State.String())
+		ch <- prometheus.MustNewConstMetric(m.ueSession, prometheus.GaugeValue, boolFloat(st.HasSession), st.UE)
+	}
+	for _, s := range policy.States() {
+		ch <- prometheus.MustNewConstMetric(m.byState, prometheus.GaugeValue, float64(count[s]), s.String())
+	}
+	ch <- prometheus.MustNewConstMetric(m.held, prometheus.GaugeValue, float64(usage.Sessions))
+	ch <- prometheus.MustNewConstMetric(m.budgetUsed, prometheus.GaugeValue, usage.BudgetUsed.Seconds())
+	ch <- prometheus.MustNewConstMetric(m.budgetLimit, prometheus.GaugeValue, usage.DailyBudget.Seconds())
+	ch <- prometheus.MustNewConstMetric(m.buildInfo, prometheus.GaugeValue, 1, Version(), runtime.Version())
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Version is the module version the binary was built from.
+func Version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}

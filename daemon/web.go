@@ -1,0 +1,173 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"html/template"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/qodwatch/qodwatch/policy"
+)
+
+// Handler serves /metrics, the status page (/ and /status.json),
+// /-/reload (POST), /-/healthy and /-/ready.
+func (d *Daemon) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg}))
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("OK\n")) })
+	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("OK\n")) })
+	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost && r.Method != http.MethodPut {
+			w.Header().Set("Allow", "POST, PUT")
+			http.Error(w, "use POST to reload", http.StatusMethodNotAllowed)
+			return
+		}
+		if err := d.Reload(); err != nil {
+			http.Error(w, "reload refused: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		_, _ = w.Write([]byte("reloaded\n"))
+	})
+	mux.HandleFunc("/status.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(d.statusView())
+	})
+	mux.HandleFunc("/{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		if err := statusPage.Execute(w, d.statusView()); err != nil {
+			d.log.Warn("status page", "err", err)
+		}
+	})
+	return mux
+}
+
+// ServeWeb serves Handler on the configured address until ctx ends, with
+// TLS and basic auth from web.config_file (exporter-toolkit).
+func (d *Daemon) ServeWeb(ctx context.Context, listen, webConfigFile string) error {
+	return serve(ctx, listen, webConfigFile, d.Handler(), d.log)
+}
+
+// ServeNotifications serves the notification receiver at
+// /notifications (and under any prefix, since the public URL's path is
+// what a proxy in front decides) until ctx ends.
+func (d *Daemon) ServeNotifications(ctx context.Context, listen string) error {
+	rcv := d.NotificationReceiver()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/notifications" && !hasSuffix(r.URL.Path, "/notifications") {
+			http.NotFound(w, r)
+			return
+		}
+		rcv.ServeHTTP(w, r)
+	})
+	return serve(ctx, listen, "", mux, d.log)
+}
+
+func hasSuffix(s, suffix string) bool {
+	return len(s) >= len(suffix) && s[len(s)-len(suffix):] == suffix
+}
+
+func serve(ctx context.Context, listen, webConfigFile string, h http.Handler, log *slog.Logger) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() {
+		if webConfigFile == "" {
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				errc <- err
+				return
+			}
+			errc <- srv.Serve(ln)
+			return
+		}
+		addrs := []string{listen}
+		systemd := false
+		errc <- web.ListenAndServe(srv, &web.FlagConfig{WebListenAddresses: &addrs, WebSystemdSocket: &systemd, WebConfigFile: &webConfigFile}, log)
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}
+}
+
+type ueView struct {
+	UE        string    `json:"ue"`
+	Rule      string    `json:"rule"`
+	State     string    `json:"state"`
+	Since     time.Time `json:"since"`
+	SessionID string    `json:"session_id,omitempty"`
+	QoS       string    `json:"qos,omitempty"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	Waiting   string    `json:"waiting,omitempty"`
+	Decision  string    `json:"last_decision,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+	DecidedAt time.Time `json:"decided_at,omitzero"`
+}
+
+type statusView struct {
+	Now         time.Time `json:"now"`
+	Version     string    `json:"version"`
+	DryRun      bool      `json:"dry_run"`
+	Sessions    int       `json:"sessions"`
+	MaxSessions int       `json:"max_sessions"`
+	BudgetUsed  string    `json:"budget_used"`
+	Budget      string    `json:"daily_budget"`
+	UEs         []ueView  `json:"ues"`
+}
+
+func (d *Daemon) statusView() statusView {
+	d.mu.Lock()
+	now := d.now()
+	statuses := d.engine.Statuses(nil)
+	usage := d.engine.Usage(now)
+	v := statusView{Now: now, Version: Version(), DryRun: d.cfg.DryRun, Sessions: usage.Sessions,
+		MaxSessions: d.cfg.Guards.MaxSessions, BudgetUsed: usage.BudgetUsed.Round(time.Second).String(), Budget: "unlimited"}
+	d.mu.Unlock()
+	if usage.DailyBudget > 0 {
+		v.Budget = usage.DailyBudget.String()
+	}
+	for _, st := range statuses {
+		u := ueView{UE: st.UE, Rule: st.Rule, State: st.State.String(), Since: st.Since, Waiting: st.Waiting}
+		if st.HasSession {
+			u.SessionID, u.QoS, u.ExpiresAt = st.Session.ID, st.Session.QoS, st.Session.ExpiresAt
+		}
+		if st.Last.Kind != policy.None {
+			u.Decision, u.Reason, u.DecidedAt = st.Last.Kind.String(), st.Last.Reason, st.Last.At
+		}
+		v.UEs = append(v.UEs, u)
+	}
+	return v
+}
+
+var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
+	"ts": func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format("2006-01-02 15:04:05Z")
+	},
+}).Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>qodwatch</title>
+<style>body{font-family:system-ui,sans-serif;margin:1.5em}table{border-collapse:collapse}td,th{border-bottom:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top}th{background:#f4f4f4}.active,.recovering,.renewing{color:#0a6}.pending,.requesting,.uncertain,.backoff{color:#b60}.failed{color:#c00}</style>
+</head><body>
+<h1>qodwatch</h1>
+<p>{{.Version}}{{if .DryRun}} — <b>dry run</b>: no session is bought{{end}} · sessions {{.Sessions}}{{if .MaxSessions}} of {{.MaxSessions}}{{end}} · budget used today {{.BudgetUsed}} of {{.Budget}} · <a href="/metrics">metrics</a> · <a href="/status.json">json</a></p>
+<table><tr><th>UE</th><th>rule</th><th>state</th><th>since</th><th>session</th><th>waiting for</th><th>last decision</th></tr>
+{{range .UEs}}<tr><td>{{.UE}}</td><td>{{.Rule}}</td><td class="{{.State}}">{{.State}}</td><td>{{ts .Since}}</td><td>{{if .SessionID}}{{.QoS}} {{.SessionID}}<br>until {{ts .ExpiresAt}}{{end}}</td><td>{{.Waiting}}</td><td>{{if .Decision}}{{.Decision}} at {{ts .DecidedAt}}: {{.Reason}}{{end}}</td></tr>
+{{end}}</table></body></html>
+`))
