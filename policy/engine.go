@@ -125,43 +125,41 @@ type wait struct {
 	group      int
 }
 
+// ue is one UE's state machine. Fields read on every tick come first so a
+// tick over many UEs touches few cache lines; the rest is read on changes.
 type ue struct {
-	name    string
-	rule    *Rule
-	groups  []int
-	removed bool
-	gone    bool
+	rule         *Rule
+	state        State
+	op           opKind
+	removed      bool
+	gone         bool
+	has          bool
+	slot         bool // counted in sessions and groupCount
+	blocked      bool
+	escalated    bool
+	noEscalation bool // the escalation profile was refused in this episode
 
-	state State
-	since time.Time
-	wait  wait
-	last  Decision
+	breach, recov  timer
+	since          time.Time
+	wait           wait
+	uncertainUntil time.Time
+	cooldownUntil  time.Time
+	retryAt        time.Time
+	activeSince    time.Time // first session of this run of renewals: min_session and escalation count from it
+	sess           Session
 
-	breach, recov timer
-
-	has         bool
-	sess        Session
-	charge      charge
-	activeSince time.Time // first session of this run of renewals: min_session and escalation count from it
-	escalated   bool
-
-	op        opKind
-	opKind    Kind
-	opQoS     string
-	opDur     time.Duration
-	opCharge  charge
-	opSession string
-
-	noEscalation    bool // the escalation profile was refused in this episode
-	cooldownUntil   time.Time
-	retryAt         time.Time
+	name            string
+	groups          []int
+	last            *Decision
+	charge          charge
+	opKind          Kind
+	opQoS           string
+	opDur           time.Duration
+	opCharge        charge
+	opSession       string
 	failures        int
-	blocked         bool
 	blockErr        string
-	uncertainUntil  time.Time
 	uncertainCharge charge
-
-	slot bool // counted in sessions and groupCount
 }
 
 func (u *ue) setState(s State, now time.Time) {
@@ -527,7 +525,7 @@ func (e *Engine) release(now time.Time, u *ue, obs *Observation, why string) Dec
 func (e *Engine) decided(now time.Time, u *ue, d Decision, s State) Decision {
 	u.setState(s, now)
 	u.wait = wait{code: waitInFlight}
-	u.last = d
+	u.last = &d
 	return d
 }
 
@@ -882,7 +880,10 @@ func (e *Engine) status(u *ue) Status {
 	s := Status{
 		UE: u.name, Rule: u.rule.Name, State: u.state, Since: u.since,
 		Session: u.sess, HasSession: u.has, Escalated: u.escalated,
-		Last: u.last, Removed: u.removed,
+		Removed: u.removed,
+	}
+	if u.last != nil {
+		s.Last = *u.last
 	}
 	for _, g := range u.groups {
 		s.Groups = append(s.Groups, e.groupNames[g])
