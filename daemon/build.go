@@ -150,3 +150,9 @@ func icmpTargets(ts []monitor.ICMPTarget) []icmp.Target {
 	}
 	return out
 }
+
+// CreateRequest is the POST /sessions body for a session made by hand
+// (`qodwatch sessions create`): no notification URL, the daemon polls it.
+func CreateRequest(ue *config.UE, qos string, seconds int) qodclient.CreateSessionRequest {
+	return createRequest(ue, qos, seconds, "", "")
+}

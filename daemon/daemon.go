@@ -514,7 +514,7 @@ func (d *Daemon) shutdown() error {
 		}
 	}
 	d.mu.Unlock()
-	if !release {
+	if !release || len(held) == 0 {
 		if len(held) > 0 {
 			d.log.Info("stopping; sessions kept and adopted at the next start", "sessions", len(held))
 		}

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/qodwatch/qodwatch/config"
+	"github.com/qodwatch/qodwatch/daemon"
+	"github.com/qodwatch/qodwatch/policy"
+	"github.com/qodwatch/qodwatch/qodclient"
+)
+
+const sessionsUsage = `usage: qodwatch sessions COMMAND --config.file FILE [flags]
+
+  list                               sessions in the state file, each checked with GET
+  get ID                             one session as the API reports it
+  create --ue NAME [--qos Q] [--duration D]
+                                     open a session for a configured UE (recorded in the state file)
+  end ID | --ue NAME                 end a session and forget it
+`
+
+func cmdSessions(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, sessionsUsage)
+		return 2
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("sessions "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("config.file", "qodwatch.yaml", "configuration file")
+	stateDir := fs.String("state.dir", "", "override state_dir of the config")
+	ueName := fs.String("ue", "", "UE name (create, end)")
+	qos := fs.String("qos", "", "QoS profile (create; default: the UE's rule)")
+	duration := fs.String("duration", "", "session duration (create; default: the UE's rule)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*file)
+	if err != nil {
+		printConfigError(stderr, *file, err)
+		return 2
+	}
+	if *stateDir != "" {
+		cfg.StateDir = *stateDir
+	}
+	if cfg.StateDir == "" {
+		fmt.Fprintln(stderr, "qodwatch sessions: the config has no state_dir")
+		return 2
+	}
+	store, err := daemon.OpenStateFile(cfg.StateDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "qodwatch sessions: %v\n", err)
+		return 1
+	}
+	client, err := daemon.NewClient(cfg.API)
+	if err != nil {
+		fmt.Fprintf(stderr, "qodwatch sessions: %v\n", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	tool := sessionTool{cfg: cfg, store: store, api: client, out: stdout}
+	switch sub {
+	case "list":
+		err = tool.list(ctx)
+	case "get":
+		if fs.NArg() != 1 {
+			err = errors.New("get takes one session id")
+			break
+		}
+		err = tool.get(ctx, fs.Arg(0))
+	case "create":
+		err = tool.create(ctx, *ueName, *qos, *duration)
+	case "end":
+		err = tool.end(ctx, fs.Arg(0), *ueName)
+	default:
+		fmt.Fprint(stderr, sessionsUsage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "qodwatch sessions %s: %v\n", sub, err)
+		return 1
+	}
+	return 0
+}
+
+type sessionTool struct {
+	cfg   *config.Config
+	store *daemon.StateFile
+	api   *qodclient.Client
+	out   io.Writer
+}
+
+func (t sessionTool) list(ctx context.Context) error {
+	st, err := t.store.Load()
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(t.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "UE\tSESSION\tQOS\tEXPIRES\tBY\tAT THE OPERATOR")
+	for _, s := range st.Sessions {
+		status := "live"
+		info, err := t.api.Get(ctx, s.ID)
+		switch {
+		case errors.Is(err, qodclient.ErrNotFound):
+			status = "gone (the daemon forgets it at its next check)"
+		case err != nil:
+			status = "unchecked: " + err.Error()
+		case !info.ExpiresAt.IsZero():
+			s.ExpiresAt = info.ExpiresAt
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", s.UE, s.ID, s.QoS, s.ExpiresAt.UTC().Format(time.RFC3339), s.Origin, status)
+	}
+	for _, in := range st.Intents {
+		fmt.Fprintf(w, "%s\t(unknown: create answer lost, tx %s)\t%s\t%s\t%s\tpossibly held; nothing is bought for this UE until then\n",
+			in.UE, in.TransactionID, in.QoS, in.Until.UTC().Format(time.RFC3339), in.Origin)
+	}
+	return w.Flush()
+}
+
+func (t sessionTool) get(ctx context.Context, id string) error {
+	info, err := t.api.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(t.out, info.String())
+	return nil
+}
+
+// create records the intent first, like the daemon, so that a lost answer
+// leaves the UE suspected rather than unknown.
+func (t sessionTool) create(ctx context.Context, name, qos, duration string) error {
+	ue, ok := t.cfg.UE(name)
+	if !ok {
+		return fmt.Errorf("no UE %q in %s", name, t.cfg.File)
+	}
+	if qos == "" {
+		qos = ue.Rule.QoS
+	}
+	dur := ue.Rule.Duration
+	if duration != "" {
+		d, err := policy.ParseDuration(duration)
+		if err != nil {
+			return fmt.Errorf("--duration: %w", err)
+		}
+		dur = d
+	}
+	st, err := t.store.Load()
+	if err != nil {
+		return err
+	}
+	if s, ok := st.SessionFor(name); ok {
+		return fmt.Errorf("UE %q holds session %s already (end it first)", name, s.ID)
+	}
+	txid := qodclient.NewTransactionID()
+	now := time.Now()
+	intent := daemon.Intent{UE: name, QoS: qos, Duration: int(dur / time.Second), TransactionID: txid,
+		SentAt: now, Until: now.Add(dur + time.Minute), Origin: "cli"}
+	if _, err := t.store.Update(func(s *daemon.State) error { s.Intents = append(s.Intents, intent); return nil }); err != nil {
+		return err
+	}
+	req := daemon.CreateRequest(ue, qos, int(dur/time.Second))
+	info, err := t.api.Create(qodclient.WithTransactionID(ctx, txid), req)
+	if err != nil {
+		if !errors.Is(err, qodclient.ErrUnknownOutcome) {
+			_, _ = t.store.Update(func(s *daemon.State) error { s.DropIntent(txid); return nil })
+		}
+		return err
+	}
+	s := daemon.Session{UE: name, ID: info.ID, QoS: string(info.QoS), StartedAt: info.StartedAt, ExpiresAt: info.ExpiresAt,
+		TransactionID: txid, Origin: "cli"}
+	if _, err := t.store.Update(func(st *daemon.State) error { st.AddSession(s); return nil }); err != nil {
+		return fmt.Errorf("session %s created but not recorded: %w", info.ID, err)
+	}
+	fmt.Fprintf(t.out, "created %s for %s: %s until %s\n", info.ID, name, info.QoS, info.ExpiresAt.UTC().Format(time.RFC3339))
+	return nil
+}
+
+func (t sessionTool) end(ctx context.Context, id, name string) error {
+	if id == "" {
+		st, err := t.store.Load()
+		if err != nil {
+			return err
+		}
+		s, ok := st.SessionFor(name)
+		if !ok {
+			return fmt.Errorf("no session recorded for UE %q", name)
+		}
+		id = s.ID
+	}
+	if err := t.api.Delete(ctx, id); err != nil {
+		return err
+	}
+	if _, err := t.store.Update(func(s *daemon.State) error { s.RemoveSession(id); return nil }); err != nil {
+		return err
+	}
+	fmt.Fprintf(t.out, "ended %s\n", id)
+	return nil
+}
