@@ -229,7 +229,9 @@ type demoLog struct {
 
 var demoKeys = []string{"ue", "decision", "qos", "session_id", "reason", "transaction_id", "err"}
 
-func (h *demoLog) Enabled(_ context.Context, l slog.Level) bool { return h.verbose || l >= slog.LevelInfo }
+func (h *demoLog) Enabled(_ context.Context, l slog.Level) bool {
+	return h.verbose || l >= slog.LevelInfo
+}
 
 func (h *demoLog) Handle(_ context.Context, r slog.Record) error {
 	if !h.verbose && (r.Message == "qodwatch running" || r.Message == "notification received") {
