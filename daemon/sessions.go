@@ -84,6 +84,7 @@ func (d *Daemon) release(op sessionOp) bool {
 	txid := qodclient.NewTransactionID()
 	ctx, cancel := context.WithTimeout(qodclient.WithTransactionID(d.opsCtx, txid), d.callTimeout())
 	defer cancel()
+	failpoint(fpBeforeEnd)
 	err := op.api.Delete(ctx, op.dec.SessionID)
 	d.countAPI("delete", err)
 	log := d.log.With("ue", op.dec.UE, "session_id", op.dec.SessionID, "transaction_id", txid)
@@ -94,6 +95,7 @@ func (d *Daemon) release(op sessionOp) bool {
 		d.mu.Unlock()
 		return false
 	}
+	failpoint(fpAfterEnd)
 	log.Info("session ended", "decision", op.dec.Kind.String())
 	d.forget(op.dec.SessionID)
 	d.mu.Lock()
@@ -123,6 +125,7 @@ func (d *Daemon) open(op sessionOp) {
 		d.mu.Unlock()
 		return
 	}
+	failpoint(fpAfterIntent)
 	ctx, cancel := context.WithTimeout(qodclient.WithTransactionID(d.opsCtx, txid), d.callTimeout())
 	defer cancel()
 	info, err := op.api.Create(ctx, op.body)
@@ -159,11 +162,13 @@ func (d *Daemon) open(op sessionOp) {
 	if s.ExpiresAt.IsZero() {
 		s.ExpiresAt = s.StartedAt.Add(op.dec.Duration)
 	}
+	failpoint(fpAfterCreate)
 	if _, err := d.store.Update(func(st *State) error { st.AddSession(s); return nil }); err != nil {
 		// The intent is still on disk, so a crash now leaves the UE
 		// suspected, not unknown. Keep going with the session.
 		log.Error("state file update failed after create", "session_id", s.ID, "err", err)
 	}
+	failpoint(fpAfterRecord)
 	log.Info("session opened", "session_id", s.ID, "expires_at", s.ExpiresAt, "decision", op.dec.Kind.String())
 	d.mu.Lock()
 	if err := d.engine.Opened(d.now(), op.dec.UE, policy.Session{ID: s.ID, QoS: s.QoS, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt}); err != nil {
