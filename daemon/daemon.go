@@ -82,6 +82,7 @@ type Daemon struct {
 	busy        map[string]bool // UE has an API call in flight
 	polling     map[string]bool // session ids with a GET in flight
 	lastPoll    time.Time
+	syncing     bool // a state file sync is in flight
 	notifyToken string
 	decisions   []policy.Decision
 	obsProm     map[string]map[string]policy.PromSample
@@ -320,6 +321,7 @@ func (d *Daemon) Tick() {
 	if d.api != nil && d.cfg.API.PollInterval > 0 && now.Sub(d.lastPoll) >= d.cfg.API.PollInterval {
 		d.lastPoll = now
 		d.pollHeld()
+		d.syncFromStateFile()
 	}
 }
 

@@ -501,3 +501,53 @@ func outcome(err error) string {
 	}
 	return "error"
 }
+
+// syncFromStateFile adopts what another process (`qodwatch sessions
+// create`) recorded in the shared state file: a session the engine does not
+// know, or an open intent that may have made one. The caller holds d.mu.
+func (d *Daemon) syncFromStateFile() {
+	if d.store == nil || d.syncing {
+		return
+	}
+	d.syncing = true
+	d.ops.Add(1)
+	go func() {
+		defer d.ops.Done()
+		st, err := d.store.Load()
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.syncing = false
+		if err != nil {
+			d.log.Error("state file unreadable", "err", err)
+			return
+		}
+		now := d.now()
+		for _, s := range st.Sessions {
+			cur, ok := d.engine.Status(s.UE)
+			if !ok || d.busy[s.UE] || (cur.HasSession && cur.Session.ID == s.ID) {
+				continue
+			}
+			if cur.HasSession {
+				continue // the engine's own session; the file's other one is the CLI's business
+			}
+			if !s.ExpiresAt.IsZero() && !now.Before(s.ExpiresAt) {
+				continue
+			}
+			if err := d.engine.Opened(now, s.UE, policy.Session{ID: s.ID, QoS: s.QoS, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt}); err != nil {
+				d.log.Warn("state file lists a session the policy cannot adopt", "ue", s.UE, "session_id", s.ID, "err", err)
+				continue
+			}
+			d.log.Info("adopted a session recorded by another process", "ue", s.UE, "session_id", s.ID, "origin", s.Origin)
+		}
+		for _, in := range st.Intents {
+			cur, ok := d.engine.Status(in.UE)
+			if !ok || d.busy[in.UE] || cur.HasSession || cur.State == policy.StateUncertain || !now.Before(in.Until) {
+				continue
+			}
+			if in.Origin == "daemon" {
+				continue // ours: the engine learnt of it when it was made
+			}
+			_ = d.engine.PossiblyHolds(now, in.UE, in.Until)
+		}
+	}()
+}
