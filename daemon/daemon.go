@@ -82,7 +82,8 @@ type Daemon struct {
 	busy        map[string]bool // UE has an API call in flight
 	polling     map[string]bool // session ids with a GET in flight
 	lastPoll    time.Time
-	syncing     bool // a state file sync is in flight
+	syncing     bool            // a state file sync is in flight
+	gone        map[string]bool // session ids seen ended, never adopted again
 	notifyToken string
 	decisions   []policy.Decision
 	obsProm     map[string]map[string]policy.PromSample
@@ -121,6 +122,7 @@ func New(opts Options) (*Daemon, error) {
 		api:     opts.API,
 		busy:    map[string]bool{},
 		polling: map[string]bool{},
+		gone:    map[string]bool{},
 		obsProm: map[string]map[string]policy.PromSample{},
 	}
 	d.opsCtx, d.stopOp = context.WithCancel(context.Background())
@@ -377,6 +379,7 @@ func (d *Daemon) expireHeld(now time.Time) {
 // ended tells the engine a session is gone and forgets it in the state file.
 // The caller holds d.mu.
 func (d *Daemon) ended(now time.Time, ue, id string, why policy.EndReason) {
+	d.gone[id] = true
 	if err := d.engine.Ended(now, ue, id, why); err != nil {
 		d.log.Warn("policy refused session end", "ue", ue, "session_id", id, "err", err)
 	}

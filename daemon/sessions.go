@@ -99,6 +99,7 @@ func (d *Daemon) release(op sessionOp) bool {
 	log.Info("session ended", "decision", op.dec.Kind.String())
 	d.forget(op.dec.SessionID)
 	d.mu.Lock()
+	d.gone[op.dec.SessionID] = true
 	if err := d.engine.Ended(d.now(), op.dec.UE, op.dec.SessionID, policy.EndReleased); err != nil {
 		log.Warn("policy refused session end", "err", err)
 	}
@@ -527,8 +528,11 @@ func (d *Daemon) syncFromStateFile() {
 			if !ok || d.busy[s.UE] || (cur.HasSession && cur.Session.ID == s.ID) {
 				continue
 			}
-			if cur.HasSession {
-				continue // the engine's own session; the file's other one is the CLI's business
+			if cur.HasSession || s.Origin == "daemon" || d.gone[s.ID] {
+				// The daemon's own sessions are known from the moment they
+				// are made, and one it saw end may still be listed while
+				// the file catches up.
+				continue
 			}
 			if !s.ExpiresAt.IsZero() && !now.Before(s.ExpiresAt) {
 				continue
