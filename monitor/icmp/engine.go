@@ -1,0 +1,702 @@
+// Package icmp is qodwatch's ICMP echo engine: it pings thousands of UEs
+// over one shared socket per address family (issue 3), where one socket and
+// goroutine per target would make the kernel copy every reply to every
+// socket and keep both cores busy from about 2,000 targets.
+//
+// One goroutine sends on a schedule: a min-heap of due sends and one timer
+// set to the earliest send or packet timeout, so the engine sleeps between
+// sends and does everything due at a wakeup in one batch (one sendmmsg per
+// socket). Target starts are spread evenly over their interval. One
+// goroutine per socket receives continuously (recvmmsg) and matches each
+// reply by id, sequence, a random per-engine token and a unique serial in
+// the payload, using a slot table indexed by serial: no per-packet
+// allocation, map lookup or goroutine.
+package icmp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/qodwatch/qodwatch/monitor"
+)
+
+// Mode chooses the kind of ICMP socket.
+type Mode int
+
+const (
+	// ModeAuto tries an unprivileged ping socket first and falls back to a
+	// raw socket.
+	ModeAuto Mode = iota
+	// ModeUnprivileged uses datagram ICMP ("ping") sockets, allowed for the
+	// groups in sysctl net.ipv4.ping_group_range.
+	ModeUnprivileged
+	// ModeRaw uses raw ICMP sockets, which need CAP_NET_RAW.
+	ModeRaw
+)
+
+func (m Mode) String() string {
+	switch m {
+	case ModeAuto:
+		return "auto"
+	case ModeUnprivileged:
+		return "unprivileged"
+	case ModeRaw:
+		return "raw"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// Defaults for the zero fields of a Target.
+const (
+	DefaultInterval = time.Second
+	DefaultPackets  = 3
+	DefaultSpacing  = 100 * time.Millisecond // capped at Interval/Packets
+	DefaultTimeout  = time.Second
+)
+
+// DelayedSendThreshold is how late a send may be before Counters counts it
+// in DelayedSends.
+const DelayedSendThreshold = 10 * time.Millisecond
+
+const (
+	probeName      = "icmp"
+	socketRetry    = 5 * time.Second  // between attempts to open a failed socket
+	maxKernelAge   = 10 * time.Second // beyond this a kernel timestamp is not believed
+	initialSlots   = 4096
+	logEvery       = 10 * time.Second // rate limit of repeated warnings
+	idleWakeupTime = time.Hour
+)
+
+// Options configure an Engine.
+type Options struct {
+	// Recorder gets one Result per packet: {UE, Probe: "icmp", At, RTT} for
+	// a matched reply, {UE, Probe, At, Lost: true} when its timeout passes,
+	// {UE, Probe, At, Err} when it could not be sent.
+	Recorder monitor.Recorder
+	Mode     Mode
+	Logger   *slog.Logger // nil: slog.Default()
+	// Now replaces time.Now in tests. With it, RTTs are measured with Now
+	// only (kernel receive timestamps are not used).
+	Now func() time.Time
+}
+
+// Target is one UE to ping.
+type Target struct {
+	UE       string
+	Addr     netip.Addr    // IPv4 or IPv6 (with zone for link-local)
+	Source   netip.Addr    // source address (hosts with several modems); zero = any
+	Interval time.Duration // one cycle per interval (default 1s)
+	Packets  int           // echo requests per cycle (default 3)
+	Spacing  time.Duration // between the packets of a cycle (default 100ms, at most Interval/Packets)
+	Timeout  time.Duration // per packet (default 1s)
+}
+
+// Validate reports whether t is usable, with the defaults applied.
+func (t Target) Validate() error {
+	_, err := t.normalize()
+	return err
+}
+
+// normalize applies defaults and checks meaning. The result is the
+// target's identity: SetTargets keeps the phase of targets whose normalized
+// form did not change.
+func (t Target) normalize() (Target, error) {
+	if t.UE == "" {
+		return t, errors.New("icmp target: empty UE name")
+	}
+	if !t.Addr.IsValid() {
+		return t, fmt.Errorf("icmp target %q: no address", t.UE)
+	}
+	t.Addr = t.Addr.Unmap()
+	if t.Source.IsValid() {
+		t.Source = t.Source.Unmap()
+		if t.Source.Is4() != t.Addr.Is4() {
+			return t, fmt.Errorf("icmp target %q: source %s and address %s are of different IP versions", t.UE, t.Source, t.Addr)
+		}
+	}
+	switch {
+	case t.Interval < 0:
+		return t, fmt.Errorf("icmp target %q: negative interval %v", t.UE, t.Interval)
+	case t.Packets < 0:
+		return t, fmt.Errorf("icmp target %q: negative packet count %d", t.UE, t.Packets)
+	case t.Spacing < 0:
+		return t, fmt.Errorf("icmp target %q: negative spacing %v", t.UE, t.Spacing)
+	case t.Timeout < 0:
+		return t, fmt.Errorf("icmp target %q: negative timeout %v", t.UE, t.Timeout)
+	}
+	if t.Interval == 0 {
+		t.Interval = DefaultInterval
+	}
+	if t.Packets == 0 {
+		t.Packets = DefaultPackets
+	}
+	if t.Timeout == 0 {
+		t.Timeout = DefaultTimeout
+	}
+	if t.Spacing == 0 {
+		t.Spacing = min(DefaultSpacing, t.Interval/time.Duration(t.Packets))
+	}
+	if t.Packets > 1 && time.Duration(t.Packets-1)*t.Spacing >= t.Interval {
+		return t, fmt.Errorf("icmp target %q: %d packets %v apart do not fit in the interval %v", t.UE, t.Packets, t.Spacing, t.Interval)
+	}
+	return t, nil
+}
+
+// Counters are the engine's totals since New.
+type Counters struct {
+	Sent       uint64 // echo requests the kernel accepted
+	Received   uint64 // replies matched within their timeout
+	Lost       uint64 // packets whose timeout passed without a reply
+	Late       uint64 // replies after their timeout (also counted in Lost)
+	Duplicates uint64 // second replies to an answered packet
+	Unmatched  uint64 // echo replies that are not ours (other pingers, forged, garbled)
+	SendErrors uint64 // packets that could not be sent
+
+	// DelayedSends counts sends made more than DelayedSendThreshold after
+	// they were due; MaxSendDelay is the worst delay seen.
+	DelayedSends uint64
+	MaxSendDelay time.Duration
+
+	// System calls, to show how well sends and receives are batched.
+	SendCalls uint64
+	RecvCalls uint64
+}
+
+// Engine pings a set of targets. Create it with New, give it targets with
+// SetTargets (before or while Run runs) and call Run once.
+type Engine struct {
+	rec       monitor.Recorder
+	log       *slog.Logger
+	clock     func() time.Time
+	realClock bool
+	start     time.Time
+	mode      Mode // resolved: ModeUnprivileged or ModeRaw
+	token     uint64
+	rawID     uint16
+
+	ready   chan struct{}
+	poke    chan struct{}
+	closing atomic.Bool
+	wg      sync.WaitGroup
+
+	mu        sync.Mutex
+	running   bool
+	targets   map[Target]*target
+	sends     sendQueue
+	deadlines deadlineQueue
+	slots     slotTable
+	serial    uint64
+	sockets   map[socketKey]*socket
+	toStart   []*socket // opened, receive goroutine not started yet
+	c         Counters
+
+	// Owned by the Run goroutine.
+	lostResults []monitor.Result
+	errResults  []monitor.Result
+	flushing    []*socket
+	lastWarn    time.Time
+}
+
+// New checks that ICMP sockets can be opened in opts.Mode (resolving
+// ModeAuto) and returns an engine without targets. When permission is
+// lacking the error is a *PermissionError naming the sysctl or capability
+// to grant.
+func New(opts Options) (*Engine, error) {
+	if opts.Recorder == nil {
+		return nil, errors.New("icmp engine: no Recorder")
+	}
+	switch opts.Mode {
+	case ModeAuto, ModeUnprivileged, ModeRaw:
+	default:
+		return nil, fmt.Errorf("icmp engine: unknown mode %d", int(opts.Mode))
+	}
+	e := &Engine{
+		rec:     opts.Recorder,
+		log:     opts.Logger,
+		clock:   opts.Now,
+		token:   rand.Uint64(),
+		rawID:   uint16(rand.Uint32()),
+		serial:  uint64(rand.Uint32()), // random starting sequence
+		ready:   make(chan struct{}),
+		poke:    make(chan struct{}, 1),
+		targets: map[Target]*target{},
+		sockets: map[socketKey]*socket{},
+		slots:   newSlotTable(initialSlots),
+	}
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	if e.clock == nil {
+		e.clock = time.Now
+		e.realClock = true
+	}
+	e.start = e.clock()
+	mode, err := resolveMode(opts.Mode, e.rawID)
+	if err != nil {
+		return nil, err
+	}
+	e.mode = mode
+	return e, nil
+}
+
+// resolveMode finds the first mode whose socket opens: ModeAuto tries
+// unprivileged, then raw. A family the host lacks (no IPv4) is skipped.
+func resolveMode(want Mode, rawID uint16) (Mode, error) {
+	try := []Mode{want}
+	if want == ModeAuto {
+		try = []Mode{ModeUnprivileged, ModeRaw}
+	}
+	var errs []error
+	onlyPermission := true
+	for _, m := range try {
+		for _, v6 := range []bool{false, true} {
+			s := &socket{key: socketKey{v6: v6}}
+			err := s.open(m, rawID)
+			if err == nil {
+				s.close()
+				return m, nil
+			}
+			errs = append(errs, err)
+			if isPermission(err) {
+				break // the other family needs the same permission
+			}
+			onlyPermission = false
+		}
+	}
+	if onlyPermission {
+		return 0, newPermissionError(want, errs[len(errs)-1])
+	}
+	return 0, fmt.Errorf("icmp engine: %w", errors.Join(errs...))
+}
+
+// Mode returns the socket mode in use: ModeUnprivileged or ModeRaw.
+func (e *Engine) Mode() Mode { return e.mode }
+
+// Ready is closed once Run has opened the sockets of the targets set so far
+// and is sending.
+func (e *Engine) Ready() <-chan struct{} { return e.ready }
+
+// Counters returns the totals so far.
+func (e *Engine) Counters() Counters {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.c
+}
+
+// SetTargets replaces the whole target set. Targets that did not change
+// keep their schedule; new ones are placed in the largest gaps of the
+// schedule of their interval; removed ones stop at once (their answers
+// still in flight are counted but not recorded). Invalid targets are logged
+// and skipped (use Target.Validate to refuse them earlier). Safe to call
+// while Run runs.
+func (e *Engine) SetTargets(ts []Target) {
+	type fresh struct {
+		cfg Target
+		key socketKey
+	}
+	var added []fresh
+	keep := make(map[Target]*target, len(ts))
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, raw := range ts {
+		cfg, err := raw.normalize()
+		if err != nil {
+			e.log.Warn("icmp: target skipped", "ue", raw.UE, "err", err)
+			continue
+		}
+		if _, dup := keep[cfg]; dup {
+			continue
+		}
+		if old, ok := e.targets[cfg]; ok {
+			keep[cfg] = old
+			continue
+		}
+		keep[cfg] = nil // reserved; created below
+		added = append(added, fresh{cfg, socketKey{v6: cfg.Addr.Is6(), source: cfg.Source}})
+	}
+	for cfg, t := range e.targets {
+		if keep[cfg] != t {
+			t.removed = true
+			e.sends.remove(t)
+		}
+	}
+
+	// Phases of the new targets, per interval, around those that stay.
+	taken := map[time.Duration][]int64{}
+	for _, t := range keep {
+		if t != nil {
+			taken[t.cfg.Interval] = append(taken[t.cfg.Interval], t.phase)
+		}
+	}
+	byInterval := map[time.Duration][]int{}
+	var intervals []time.Duration
+	for i, a := range added {
+		iv := a.cfg.Interval
+		if byInterval[iv] == nil {
+			intervals = append(intervals, iv)
+		}
+		byInterval[iv] = append(byInterval[iv], i)
+	}
+	now := e.mono()
+	for _, iv := range intervals {
+		idx := byInterval[iv]
+		phases := spreadPhases(taken[iv], len(idx), int64(iv))
+		for k, i := range idx {
+			a := added[i]
+			s := e.sockets[a.key]
+			if s == nil {
+				s = &socket{key: a.key}
+				e.sockets[a.key] = s
+			}
+			t, err := newTarget(a.cfg, s, phases[k])
+			if err != nil {
+				delete(keep, a.cfg)
+				e.log.Warn("icmp: target skipped", "ue", a.cfg.UE, "err", err)
+				continue
+			}
+			keep[a.cfg] = t
+			t.start(now)
+			e.sends.push(t)
+		}
+	}
+	e.targets = keep
+	select {
+	case e.poke <- struct{}{}:
+	default:
+	}
+}
+
+// Run sends and receives until ctx is done, then closes the sockets and
+// returns nil. It returns an error only if called more than once.
+func (e *Engine) Run(ctx context.Context) error {
+	e.mu.Lock()
+	if e.running {
+		e.mu.Unlock()
+		return errors.New("icmp engine: Run called more than once")
+	}
+	e.running = true
+	now := e.mono()
+	for _, s := range e.sockets {
+		e.openSocket(s, now)
+	}
+	e.mu.Unlock()
+	defer e.shutdown()
+	e.startReceivers()
+	e.log.Info("icmp engine running", "mode", e.mode.String())
+	close(e.ready)
+
+	timer := time.NewTimer(idleWakeupTime)
+	defer timer.Stop()
+	for {
+		timer.Reset(e.step())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		case <-e.poke:
+		}
+	}
+}
+
+// step does what is due: expire timed-out packets and send due ones. It
+// returns how long to sleep until something is due again.
+func (e *Engine) step() time.Duration {
+	e.mu.Lock()
+	for _, s := range e.flushing {
+		c := s.sendCalls()
+		e.c.SendCalls += c - s.sendCallsIn
+		s.sendCallsIn = c
+	}
+	e.flushing = e.flushing[:0]
+	now := e.mono()
+	e.expire(now)
+	full := e.collect(now)
+	next := now + int64(idleWakeupTime)
+	if len(e.sends) > 0 {
+		next = min(next, e.sends[0].due)
+	}
+	if len(e.deadlines) > 0 {
+		next = min(next, e.deadlines[0].at)
+	}
+	if full {
+		next = now
+	}
+	e.mu.Unlock()
+
+	e.startReceivers()
+	e.recordAll(&e.lostResults)
+	for _, s := range e.flushing {
+		if failed := s.flush(); len(failed) > 0 {
+			e.sendFailed(s, failed)
+		}
+		s.resetBatch()
+	}
+	e.recordAll(&e.errResults)
+	return max(0, time.Duration(next-e.mono()))
+}
+
+// recordAll hands results to the Recorder and empties the buffer, keeping
+// its capacity.
+func (e *Engine) recordAll(rs *[]monitor.Result) {
+	for i := range *rs {
+		e.rec.Record((*rs)[i])
+		(*rs)[i] = monitor.Result{}
+	}
+	*rs = (*rs)[:0]
+}
+
+// expire turns pending packets whose deadline has passed into losses.
+func (e *Engine) expire(now int64) {
+	for len(e.deadlines) > 0 && e.deadlines[0].at <= now {
+		d := e.deadlines.pop()
+		sl := e.slots.at(d.serial)
+		if sl.serial != d.serial || sl.state != slotPending {
+			continue
+		}
+		sl.state = slotExpired
+		e.c.Lost++
+		if !sl.t.removed {
+			e.lostResults = append(e.lostResults, monitor.Result{
+				UE: sl.t.cfg.UE, Probe: probeName, At: e.timeAt(d.at), Lost: true,
+			})
+		}
+	}
+}
+
+// collect queues every send due by now; true when a batch filled up and
+// more may be due.
+func (e *Engine) collect(now int64) bool {
+	for len(e.sends) > 0 {
+		t := e.sends[0]
+		if t.due > now {
+			return false
+		}
+		s := t.sock
+		if !s.opened && !e.openSocket(s, now) {
+			e.c.SendErrors++
+			e.errResults = append(e.errResults, monitor.Result{
+				UE: t.cfg.UE, Probe: probeName, At: e.timeAt(now), Err: s.err,
+			})
+			t.advance(now)
+			e.sends.fix(0)
+			continue
+		}
+		if s.batched() == maxSendBatch {
+			return true
+		}
+		serial := e.serial
+		e.serial++
+		*e.slots.claim(serial) = slot{serial: serial, sentAt: now, t: t, state: slotPending}
+		e.deadlines.push(deadline{at: now + t.timeout, serial: serial})
+		if s.batched() == 0 {
+			e.flushing = append(e.flushing, s)
+		}
+		s.queue(t, echo{id: s.id, serial: serial, token: e.token, sent: now})
+		e.c.Sent++
+		if late := time.Duration(now - t.due); late > DelayedSendThreshold {
+			e.c.DelayedSends++
+			e.c.MaxSendDelay = max(e.c.MaxSendDelay, late)
+		} else if late > e.c.MaxSendDelay {
+			e.c.MaxSendDelay = late
+		}
+		t.advance(now)
+		e.sends.fix(0)
+	}
+	return false
+}
+
+// sendFailed undoes the accounting of the messages the kernel refused.
+func (e *Engine) sendFailed(s *socket, failed []sendFailure) {
+	at := e.timeAt(e.mono())
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, f := range failed {
+		t, serial := s.batchEntry(f.index)
+		if sl := e.slots.at(serial); sl.serial == serial && sl.state == slotPending {
+			sl.state = slotFree
+		}
+		e.c.Sent--
+		e.c.SendErrors++
+		if !t.removed {
+			e.errResults = append(e.errResults, monitor.Result{
+				UE: t.cfg.UE, Probe: probeName, At: at,
+				Err: fmt.Errorf("send echo request to %s: %w", t.cfg.Addr, f.err),
+			})
+		}
+	}
+	if now := e.clock(); now.Sub(e.lastWarn) >= logEvery {
+		e.lastWarn = now
+		e.log.Warn("icmp: echo requests not sent", "socket", s.key.String(), "count", len(failed), "err", failed[0].err)
+	}
+}
+
+// openSocket opens s unless it failed recently; called with e.mu held.
+func (e *Engine) openSocket(s *socket, now int64) bool {
+	if s.opened {
+		return true
+	}
+	if now < s.retryAt || e.closing.Load() {
+		return false
+	}
+	if err := s.open(e.mode, e.rawID); err != nil {
+		s.err = err
+		s.retryAt = now + int64(socketRetry)
+		e.log.Warn("icmp: cannot open socket; retrying", "socket", s.key.String(), "in", socketRetry, "err", err)
+		return false
+	}
+	s.err = nil
+	if s.rcvBuf < minGoodRcvBuf {
+		e.log.Warn("icmp: small socket receive buffer; raise net.core.rmem_max or grant CAP_NET_ADMIN",
+			"socket", s.key.String(), "bytes", s.rcvBuf)
+	}
+	e.log.Debug("icmp: socket open", "socket", s.key.String(), "mode", e.mode.String(), "id", s.id, "rcvbuf", s.rcvBuf)
+	e.toStart = append(e.toStart, s)
+	return true
+}
+
+func (e *Engine) startReceivers() {
+	e.mu.Lock()
+	start := e.toStart
+	e.toStart = nil
+	e.mu.Unlock()
+	for _, s := range start {
+		e.wg.Add(1)
+		go e.receive(s)
+	}
+}
+
+// shutdown closes the sockets and waits for the receive goroutines.
+func (e *Engine) shutdown() {
+	e.closing.Store(true)
+	e.mu.Lock()
+	for _, s := range e.sockets {
+		if s.opened {
+			s.close()
+		}
+	}
+	e.toStart = nil
+	e.mu.Unlock()
+	e.wg.Wait()
+}
+
+// receive reads replies from s until s is closed.
+func (e *Engine) receive(s *socket) {
+	defer e.wg.Done()
+	results := make([]monitor.Result, 0, maxRecvBatch)
+	var callsIn uint64
+	var lastWarn time.Time
+	for {
+		n, err := s.read()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || e.closing.Load() {
+				return
+			}
+			if now := time.Now(); now.Sub(lastWarn) >= logEvery {
+				lastWarn = now
+				e.log.Warn("icmp: receive failed", "socket", s.key.String(), "err", err)
+			}
+			continue
+		}
+		wall := e.clock()
+		mono := int64(wall.Sub(e.start))
+		e.mu.Lock()
+		calls := s.recvCalls()
+		e.c.RecvCalls += calls - callsIn
+		callsIn = calls
+		for i := 0; i < n; i++ {
+			data, from, fromOK, kernelNs := s.message(i)
+			recv, at := mono, wall
+			if e.realClock && kernelNs > 0 {
+				// The kernel stamped the reply on arrival, in wall time;
+				// move our monotonic reading back by its age.
+				if age := wall.UnixNano() - kernelNs; age >= 0 && age < int64(maxKernelAge) {
+					recv -= age
+					at = wall.Add(-time.Duration(age))
+				}
+			}
+			if r, ok := e.match(s, data, from, fromOK, recv, at); ok {
+				results = append(results, r)
+			}
+		}
+		e.mu.Unlock()
+		for i := range results {
+			e.rec.Record(results[i])
+			results[i] = monitor.Result{}
+		}
+		results = results[:0]
+	}
+}
+
+// match accounts for one received message; called with e.mu held. It
+// returns the Result to record: the RTT of a reply matched in time, or a
+// loss for a reply that came after its timeout before the timeout was
+// processed (so a packet's fate does not depend on which goroutine ran first).
+func (e *Engine) match(s *socket, data []byte, from [16]byte, fromOK bool, recv int64, at time.Time) (monitor.Result, bool) {
+	m, seq, ok := parseEchoReply(data, s.v6, s.withIPHeader)
+	if !ok || m.token != e.token || seq != uint16(m.serial) || (s.checkID && m.id != s.id) {
+		e.c.Unmatched++
+		return monitor.Result{}, false
+	}
+	sl := e.slots.at(m.serial)
+	if sl.serial != m.serial {
+		if sl.state != slotFree && m.serial < sl.serial && m.serial < e.serial {
+			e.c.Late++ // ours, but so old that its slot was reused
+		} else {
+			e.c.Unmatched++
+		}
+		return monitor.Result{}, false
+	}
+	if sl.t.sock != s {
+		// A raw socket bound to an address and the wildcard one both get
+		// the reply to a packet sent from that address: only the sender's
+		// copy counts.
+		return monitor.Result{}, false
+	}
+	if !fromOK || !sl.t.fromTarget(from) || m.sent != sl.sentAt {
+		e.c.Unmatched++
+		return monitor.Result{}, false
+	}
+	switch sl.state {
+	case slotPending:
+	case slotExpired:
+		e.c.Late++
+		return monitor.Result{}, false
+	case slotAnswered:
+		e.c.Duplicates++
+		return monitor.Result{}, false
+	default:
+		e.c.Unmatched++
+		return monitor.Result{}, false
+	}
+	rtt := max(0, recv-sl.sentAt)
+	if rtt > sl.t.timeout {
+		// Arrived after its timeout, before the timeout was processed.
+		sl.state = slotExpired
+		e.c.Lost++
+		e.c.Late++
+		if sl.t.removed {
+			return monitor.Result{}, false
+		}
+		return monitor.Result{UE: sl.t.cfg.UE, Probe: probeName, At: e.timeAt(sl.sentAt + sl.t.timeout), Lost: true}, true
+	}
+	sl.state = slotAnswered
+	e.c.Received++
+	if sl.t.removed {
+		return monitor.Result{}, false
+	}
+	return monitor.Result{UE: sl.t.cfg.UE, Probe: probeName, At: at, RTT: time.Duration(rtt)}, true
+}
+
+// mono is the engine's clock: nanoseconds since New.
+func (e *Engine) mono() int64 { return int64(e.clock().Sub(e.start)) }
+
+// timeAt turns an engine time into a time.Time.
+func (e *Engine) timeAt(mono int64) time.Time { return e.start.Add(time.Duration(mono)) }

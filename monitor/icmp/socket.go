@@ -1,0 +1,49 @@
+package icmp
+
+import "net/netip"
+
+// socket is one ICMP socket shared by every target of an address family
+// and source address. Its send side belongs to the Run goroutine, its
+// receive side to the socket's receive goroutine; the fields here are
+// guarded by Engine.mu.
+type socket struct {
+	key          socketKey
+	v6           bool
+	withIPHeader bool // raw IPv4 sockets receive the IP header
+	// checkID: a raw socket sees every echo reply of the host, so replies
+	// are checked for our id; a ping socket only gets the replies the
+	// kernel matched to its own id (which it writes into our requests).
+	checkID bool
+	id      uint16
+	rcvBuf  int // effective receive buffer in bytes
+
+	opened  bool
+	err     error // why the socket could not be opened; retried at retryAt
+	retryAt int64
+
+	sendCallsIn uint64 // send syscalls already added to Counters.SendCalls
+
+	sysSocket
+}
+
+type socketKey struct {
+	v6     bool
+	source netip.Addr // the zero Addr for any
+}
+
+func (k socketKey) String() string {
+	fam := "IPv4"
+	if k.v6 {
+		fam = "IPv6"
+	}
+	if k.source.IsValid() {
+		return fam + " from " + k.source.String()
+	}
+	return fam
+}
+
+// sendFailure is a message of a batch that the kernel refused.
+type sendFailure struct {
+	index int
+	err   error
+}

@@ -1,0 +1,7 @@
+package icmp
+
+// The syscall package lacks SYS_SENDMMSG on amd64.
+const (
+	sysRECVMMSG = 299
+	sysSENDMMSG = 307
+)
