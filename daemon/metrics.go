@@ -60,7 +60,7 @@ func newMetrics(d *Daemon) *metrics {
 			"The policy state of each UE: 1 for its current state.", []string{"ue", "state"}, nil),
 		ueSession: prometheus.NewDesc("qodwatch_ue_session_active",
 			"Whether the UE holds a QoD session (1) or not (0).", []string{"ue"}, nil),
-		byState: prometheus.NewDesc("qodwatch_ues",
+		byState: prometheus.NewDesc("qodwatch_policy_ues",
 			"UEs in each policy state.", []string{"state"}, nil),
 		held: prometheus.NewDesc("qodwatch_sessions",
 			"QoD sessions held, asked for or possibly held (lost create answers), counted against max_sessions.", nil, nil),
