@@ -334,3 +334,29 @@ func (c *Config) UE(name string) (*UE, bool) {
 	}
 	return nil, false
 }
+
+// Check is the core of `qodwatch check FILE`: it loads path and writes
+// either its warnings and the one-line summary to out, or every problem,
+// one per line as file:line:col: path: msg, and a closing line to errOut.
+// The returned error is the Errors found (nil when the config is valid);
+// the command exits 2 on it.
+func Check(out, errOut io.Writer, path string) error {
+	cfg, err := Load(path)
+	if err != nil {
+		var errs Errors
+		n := 1
+		if errors.As(err, &errs) {
+			n = len(errs)
+		}
+		fmt.Fprintln(errOut, err)
+		fmt.Fprintf(errOut, "%s: FAILED: %s\n", path, plural(n, "problem"))
+		return err
+	}
+	for _, w := range cfg.Warnings {
+		// Like compilers: file:line:col: warning: path: msg.
+		w.Path, w.Msg = "warning", w.Path+": "+w.Msg
+		fmt.Fprintln(out, w.Error())
+	}
+	fmt.Fprintln(out, cfg.Summary())
+	return nil
+}

@@ -387,3 +387,59 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestAliasBombs: aliases that expand exponentially or refer to themselves
+// end in an error, not in a hang or a stack overflow.
+func TestAliasBombs(t *testing.T) {
+	var laughs strings.Builder
+	laughs.WriteString("x-m0: &m0 {name: x}\n")
+	for i := 1; i < 10; i++ {
+		fmt.Fprintf(&laughs, "x-m%d: &m%d {<<: [", i, i)
+		for j := range 10 {
+			if j > 0 {
+				laughs.WriteString(", ")
+			}
+			fmt.Fprintf(&laughs, "*m%d", i-1)
+		}
+		laughs.WriteString("]}\n")
+	}
+	laughs.WriteString("ues: [*m9, *m9, *m9]\n")
+	for name, doc := range map[string]string{
+		"laughs":         laughs.String(),
+		"self merge":     "x-a: &a {<<: *a}\nues: [*a]",
+		"self reference": "defaults: &d {labels: *d}",
+		"self list":      "ues: &a [*a]",
+	} {
+		_, err := Parse("bomb.yaml", []byte(doc))
+		if err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+func TestCheck(t *testing.T) {
+	setTestEnv(t)
+	var out, errOut strings.Builder
+	if err := Check(&out, &errOut, "testdata/bad/many-mistakes.yaml"); err == nil {
+		t.Fatal("no error")
+	}
+	lines := strings.Split(strings.TrimSpace(errOut.String()), "\n")
+	if len(lines) != 7 || lines[6] != "testdata/bad/many-mistakes.yaml: FAILED: 6 problems" || out.Len() != 0 {
+		t.Errorf("stdout %q, stderr:\n%s", out.String(), errOut.String())
+	}
+
+	out.Reset()
+	errOut.Reset()
+	if err := Check(&out, &errOut, "testdata/warn/warnings.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	want := `testdata/warn/warnings.yaml:3:13: warning: api.base_url: plain http: credentials and session requests travel unencrypted
+testdata/warn/warnings.yaml:8:15: warning: notifications.public_url: ends in /notifications, and the operator appends /notifications itself: it will call http://qodwatch.example.com/notifications/notifications
+testdata/warn/warnings.yaml:8:15: warning: notifications.public_url: plain http: the notification token travels unencrypted
+testdata/warn/warnings.yaml:23:3: warning: rules.unused: no UE uses this rule
+testdata/warn/warnings.yaml: OK: 1 UE, 2 rules, 1 probe, auth bearer, dialect devedge, 4 warnings
+`
+	if out.String() != want || errOut.Len() != 0 {
+		t.Errorf("stdout:\n%s\nwant:\n%s\nstderr: %s", out.String(), want, errOut.String())
+	}
+}

@@ -25,8 +25,10 @@ type decoder struct {
 	// at and below them: their values are unknown, not wrong.
 	bad map[string]bool
 	// budget bounds the nodes visited, so aliases cannot make a small file
-	// expand into a huge one ("billion laughs").
+	// expand into a huge one ("billion laughs"); depth bounds the nesting,
+	// so an alias inside itself cannot recurse for ever.
 	budget int
+	depth  int
 }
 
 // nodeDecoder is implemented by raw types with a YAML shape of their own
@@ -35,7 +37,10 @@ type nodeDecoder interface {
 	decodeNode(d *decoder, n *yaml.Node, path string)
 }
 
-const nodeBudget = 1 << 20
+const (
+	nodeBudget = 1 << 20
+	maxDepth   = 50
+)
 
 func newDecoder(file string) *decoder {
 	return &decoder{
@@ -161,6 +166,21 @@ func (d *decoder) resolve(n *yaml.Node) (*yaml.Node, bool) {
 	return n, d.budget > 0
 }
 
+// enter counts one level of nesting; callers defer d.leave() when ok.
+func (d *decoder) enter(n *yaml.Node, path string) bool {
+	if d.depth >= maxDepth {
+		if d.budget > 0 {
+			d.errorf(n, path, "nested too deeply: is an alias (*name) used inside its own anchor (&name)?")
+			d.budget = -1 // one such error is enough; stop decoding
+		}
+		return false
+	}
+	d.depth++
+	return true
+}
+
+func (d *decoder) leave() { d.depth-- }
+
 func isNull(n *yaml.Node) bool {
 	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
 }
@@ -188,9 +208,10 @@ func describe(n *yaml.Node) string {
 // goes on so that one run reports every mistake.
 func (d *decoder) decode(n *yaml.Node, path string, v reflect.Value) {
 	n, ok := d.resolve(n)
-	if !ok {
+	if !ok || !d.enter(n, path) {
 		return
 	}
+	defer d.leave()
 	d.nodes[path] = n
 	if v.CanAddr() {
 		if nd, ok := v.Addr().Interface().(nodeDecoder); ok {
@@ -285,9 +306,10 @@ func (d *decoder) pairs(n *yaml.Node, path string) []pair {
 
 func (d *decoder) mergePairs(v *yaml.Node, path string) []pair {
 	v, ok := d.resolve(v)
-	if !ok {
+	if !ok || !d.enter(v, path) {
 		return nil
 	}
+	defer d.leave()
 	switch v.Kind {
 	case yaml.MappingNode:
 		return d.pairs(v, path)

@@ -22,6 +22,8 @@ import (
 	"strings"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/qodwatch/qodwatch/policy"
 )
 
@@ -41,7 +43,11 @@ func reflectValue(p any) reflect.Value { return reflect.ValueOf(p).Elem() }
 // warnAt records a doubtful setting that still works.
 func (r *resolver) warnAt(path, format string, args ...any) {
 	e := Error{File: r.d.file, Path: path, Msg: fmt.Sprintf(format, args...)}
-	if n := r.d.nodeFor(path); n != nil {
+	n := r.d.nodeFor(path)
+	if k := r.d.keys[path]; k != nil && n != nil && n.Kind == yaml.MappingNode {
+		n = k // a section: its name's line, not its first entry's
+	}
+	if n != nil {
 		e.Line, e.Column = n.Line, n.Column
 	}
 	r.warnings = append(r.warnings, e)
