@@ -174,7 +174,9 @@ type UE struct {
 	UEPorts, ASPorts  *Ports // nil: not sent
 
 	Probes []Probe
-	Window time.Duration // length of the statistics window
+	// Window is the length of the statistics window: defaults.window, the
+	// same for every UE (package monitor keeps one length).
+	Window time.Duration
 
 	RuleName string
 	// Rule is the compiled rule: shared with the other UEs of RuleName, or

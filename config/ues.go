@@ -268,9 +268,6 @@ func (r *resolver) ue(p string, u *rawUE, defs resolvedDefaults, rules map[strin
 	}
 	out.ASPorts = pickPorts(u.ASPorts, defs.asPorts)
 	out.UEPorts = pickPorts(u.UEPorts, defs.uePorts)
-	if u.Window != "" {
-		out.Window = r.durationIn(p+".window", u.Window, defs.window, time.Second, time.Hour)
-	}
 
 	out.Group = defs.group
 	if u.Group != "" {
