@@ -30,13 +30,16 @@ type receiver struct {
 
 func newReceiver(t *testing.T, answers ...int) *receiver {
 	t.Helper()
-	rc := &receiver{got: make(chan received, 16), answers: answers}
+	rc := &receiver{got: make(chan received, 256), answers: answers}
 	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		var m map[string]any
 		_ = json.Unmarshal(b, &m)
-		rc.got <- received{path: r.URL.Path, query: r.URL.RawQuery, auth: r.Header.Get("Authorization"),
-			contentType: r.Header.Get("Content-Type"), body: m}
+		select { // never block: a test may not read every notification
+		case rc.got <- received{path: r.URL.Path, query: r.URL.RawQuery, auth: r.Header.Get("Authorization"),
+			contentType: r.Header.Get("Content-Type"), body: m}:
+		default:
+		}
 		rc.mu.Lock()
 		status := http.StatusNoContent
 		if len(rc.answers) > 0 {
