@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -18,8 +19,9 @@ type notificationBody struct {
 	Event     string `json:"event"`
 }
 
-// notifyTarget is notificationUrl + "/notifications", and the same with
-// the apikey parameter when that is how the token travels.
+// notifyTarget is notificationUrl + "/notifications", with the apikey
+// parameter added when that is how the token travels, and a form of it
+// safe to log.
 func notifyTarget(base, token, mode string) (target, logged string, err error) {
 	u, err := url.Parse(base)
 	if err != nil {
@@ -27,7 +29,11 @@ func notifyTarget(base, token, mode string) (target, logged string, err error) {
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/") + "/notifications"
 	u.RawPath = ""
-	logged = u.String()
+	// What is logged and recorded leaves out anything that may be a
+	// credential: user info and the query.
+	shown := *u
+	shown.User, shown.RawQuery, shown.Fragment = nil, "", ""
+	logged = shown.String()
 	if token != "" && mode == NotifyAPIKey {
 		q := u.Query()
 		q.Set("apikey", token)
@@ -43,16 +49,19 @@ func (s *Simulator) notify(sess Session, reason string) {
 		return
 	}
 	target, logged, err := notifyTarget(sess.NotificationURL, sess.NotificationAuthToken, s.opts.NotifyAuth)
+	rec := &Notification{SessionID: sess.ID, Reason: reason, URL: logged}
 	s.mu.Lock()
-	idx := len(s.notifications)
-	s.notifications = append(s.notifications, Notification{SessionID: sess.ID, Reason: reason, URL: logged})
+	s.notifications = append(s.notifications, rec)
+	if n := len(s.notifications); n > s.opts.MaxRequestLog {
+		s.notifications = slices.Clone(s.notifications[n-s.opts.MaxRequestLog:])
+	}
 	s.mu.Unlock()
 	if err != nil {
-		s.finishNotification(idx, false, err.Error())
+		s.finishNotification(rec, false, err.Error())
 		return
 	}
 	if !s.track() {
-		s.finishNotification(idx, false, errClosed.Error())
+		s.finishNotification(rec, false, errClosed.Error())
 		return
 	}
 	s.mu.Lock()
@@ -71,23 +80,23 @@ func (s *Simulator) notify(sess Session, reason string) {
 			}
 			s.mu.Unlock()
 		}()
-		s.deliver(idx, target, logged, sess.NotificationAuthToken, body)
+		s.deliver(rec, target, logged, sess.NotificationAuthToken, body)
 	}()
 }
 
 // deliver makes at most NotifyAttempts attempts, each bounded by
 // NotifyTimeout, with doubling backoff between them; Close cuts it short.
 // 2xx is success; other 4xx answers (but 408 and 429) are final.
-func (s *Simulator) deliver(idx int, target, logged, token string, body []byte) {
+func (s *Simulator) deliver(rec *Notification, target, logged, token string, body []byte) {
 	backoff := s.opts.NotifyBackoff
 	for attempt := 1; ; attempt++ {
 		status, err := s.post(target, token, body)
 		s.mu.Lock()
-		s.notifications[idx].Attempts = attempt
+		rec.Attempts = attempt
 		s.mu.Unlock()
 		if err == nil && status/100 == 2 {
 			s.log.Info("qodsim notification delivered", "url", logged, "attempt", attempt, "status", status)
-			s.finishNotification(idx, true, "")
+			s.finishNotification(rec, true, "")
 			return
 		}
 		msg := ""
@@ -100,18 +109,18 @@ func (s *Simulator) deliver(idx int, target, logged, token string, body []byte) 
 			(err == nil && status/100 == 4 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests)
 		s.log.Warn("qodsim notification failed", "url", logged, "attempt", attempt, "error", msg, "final", final)
 		if final {
-			s.finishNotification(idx, false, msg)
+			s.finishNotification(rec, false, msg)
 			return
 		}
 		s.mu.Lock()
-		s.notifications[idx].LastError = msg
+		rec.LastError = msg
 		s.mu.Unlock()
 		t := time.NewTimer(backoff)
 		select {
 		case <-t.C:
 		case <-s.ctx.Done():
 			t.Stop()
-			s.finishNotification(idx, false, msg+" (simulator closed)")
+			s.finishNotification(rec, false, msg+" (simulator closed)")
 			return
 		}
 		backoff *= 2
@@ -148,9 +157,8 @@ func stripURL(err error) error {
 	return err
 }
 
-func (s *Simulator) finishNotification(idx int, delivered bool, lastErr string) {
+func (s *Simulator) finishNotification(rec *Notification, delivered bool, lastErr string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := &s.notifications[idx]
-	n.Delivered, n.Done, n.LastError = delivered, true, lastErr
+	rec.Delivered, rec.Done, rec.LastError = delivered, true, lastErr
 }

@@ -40,8 +40,9 @@ type Simulator struct {
 	closed        bool
 	faults        Faults
 	sessions      map[string]*Session
+	byUE          map[string]string // UE identity key (ueKeys) -> session id
 	requests      []Request
-	notifications []Notification
+	notifications []*Notification // newest MaxRequestLog deliveries
 	creates       int
 	tokens        map[string]time.Time // TAAP access token -> expiry
 	tokensIssued  int
@@ -80,6 +81,7 @@ func newSimulator(opts Options) (*Simulator, error) {
 		cancel:   cancel,
 		closing:  make(chan struct{}),
 		sessions: map[string]*Session{},
+		byUE:     map[string]string{},
 		tokens:   map[string]time.Time{},
 		jtis:     map[string]time.Time{},
 	}, nil
@@ -167,12 +169,16 @@ func (s *Simulator) Sessions() []Session {
 	return out
 }
 
-// Notifications returns the record of notification deliveries, in the
-// order the sessions ended.
+// Notifications returns the record of notification deliveries (the newest
+// MaxRequestLog), in the order the sessions ended.
 func (s *Simulator) Notifications() []Notification {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Clone(s.notifications)
+	out := make([]Notification, len(s.notifications))
+	for i, n := range s.notifications {
+		out[i] = *n
+	}
+	return out
 }
 
 // Terminate ends a live session from the network side, as when the operator
@@ -182,7 +188,7 @@ func (s *Simulator) Terminate(id string) error {
 	s.mu.Lock()
 	sess, ok := s.sessions[id]
 	if ok {
-		delete(s.sessions, id)
+		s.removeLocked(sess)
 	}
 	s.mu.Unlock()
 	if !ok {
@@ -200,10 +206,10 @@ func (s *Simulator) ExpireDue() {
 	now := s.opts.Now()
 	var ended []Session
 	s.mu.Lock()
-	for id, sess := range s.sessions {
+	for _, sess := range s.sessions {
 		if !sess.ExpiresAt.After(now) {
 			ended = append(ended, *sess)
-			delete(s.sessions, id)
+			s.removeLocked(sess)
 		}
 	}
 	s.mu.Unlock()
@@ -540,15 +546,17 @@ func (s *Simulator) create(body []byte) *reply {
 		Duration: duration, NotificationURL: req.NotificationURL, NotificationAuthToken: req.NotificationAuthToken,
 		StartedAt: now, ExpiresAt: now.Add(time.Duration(duration) * time.Second),
 	}
-	keys := ueKeys(req.UEID)
 	s.mu.Lock()
-	for _, other := range s.sessions {
-		if shareKey(keys, ueKeys(other.UE)) {
+	for _, k := range ueKeys(req.UEID) {
+		if _, taken := s.byUE[k]; taken {
 			s.mu.Unlock()
 			return errorReply(http.StatusConflict, "Another session is live for the same UE")
 		}
 	}
 	s.sessions[id] = sess
+	for _, k := range ueKeys(req.UEID) {
+		s.byUE[k] = id
+	}
 	s.creates++
 	drop := s.faults.DropCreateResponse
 	info := infoOf(sess)
@@ -621,13 +629,14 @@ func ueKeys(u UEID) []string {
 	return keys
 }
 
-func shareKey(a, b []string) bool {
-	for _, k := range a {
-		if slices.Contains(b, k) {
-			return true
+// removeLocked ends a session's life in the maps; s.mu must be held.
+func (s *Simulator) removeLocked(sess *Session) {
+	delete(s.sessions, sess.ID)
+	for _, k := range ueKeys(sess.UE) {
+		if s.byUE[k] == sess.ID {
+			delete(s.byUE, k)
 		}
 	}
-	return false
 }
 
 func (s *Simulator) get(id string) *reply {
@@ -646,8 +655,10 @@ func (s *Simulator) get(id string) *reply {
 
 func (s *Simulator) delete(id string) *reply {
 	s.mu.Lock()
-	_, ok := s.sessions[id]
-	delete(s.sessions, id)
+	sess, ok := s.sessions[id]
+	if ok {
+		s.removeLocked(sess)
+	}
 	s.mu.Unlock()
 	if !ok {
 		return errorReply(http.StatusNotFound, "Session Id does not exist")
