@@ -424,7 +424,7 @@ func TestCheck(t *testing.T) {
 		t.Fatal("no error")
 	}
 	lines := strings.Split(strings.TrimSpace(errOut.String()), "\n")
-	if len(lines) != 7 || lines[6] != "testdata/bad/many-mistakes.yaml: FAILED: 6 problems" || out.Len() != 0 {
+	if len(lines) != 8 || lines[7] != "testdata/bad/many-mistakes.yaml: FAILED: 7 problems" || out.Len() != 0 {
 		t.Errorf("stdout %q, stderr:\n%s", out.String(), errOut.String())
 	}
 

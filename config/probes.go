@@ -262,7 +262,10 @@ func (r *resolver) probe(raw rawProbe, ue *ueFields) (Probe, bool) {
 		}
 		if strings.TrimSpace(c.Query) == "" {
 			r.d.errorAt(at("query"), "missing: the PromQL query giving one value per UE, e.g. 'app_bitrate{client=\"{{ue.name}}\"}'")
-		} else if _, ok := r.expand(at("query"), c.Query, nil, ctxPromQL); ok && ue != nil {
+		} else if r.templateOK(at("query"), c.Query, func() bool {
+			_, ok := r.expand(at("query"), c.Query, nil, ctxPromQL)
+			return ok
+		}) && ue != nil {
 			p.Query, _ = r.expand(at("query"), c.Query, ue, ctxPromQL)
 		}
 	default:
@@ -280,11 +283,13 @@ func (r *resolver) probeURL(path, tmpl string, ue *ueFields) string {
 		r.d.errorAt(path, "missing: the URL to fetch, e.g. \"http://{{ue.target}}:8080/probe\"")
 		return ""
 	}
-	sample, ok := r.expand(path, tmpl, nil, ctxURL)
-	if !ok {
-		return ""
-	}
-	if _, ok := r.checkURL(path, sample, tmpl, ""); !ok || ue == nil {
+	if !r.templateOK(path, tmpl, func() bool {
+		sample, ok := r.expand(path, tmpl, nil, ctxURL)
+		if ok {
+			_, ok = r.checkURL(path, sample, tmpl, "")
+		}
+		return ok
+	}) || ue == nil {
 		return ""
 	}
 	out, ok := r.expand(path, tmpl, ue, ctxURL)
@@ -297,10 +302,27 @@ func (r *resolver) probeURL(path, tmpl string, ue *ueFields) string {
 	return out
 }
 
+// templateOK runs check, which reports problems of a template as written,
+// once per place: default probes are resolved for every UE.
+func (r *resolver) templateOK(path, tmpl string, check func() bool) bool {
+	key := path + "\x00" + tmpl
+	ok, done := r.templates[key]
+	if !done {
+		ok = check()
+		if r.templates == nil {
+			r.templates = map[string]bool{}
+		}
+		r.templates[key] = ok
+	}
+	return ok
+}
+
 // probeHostPort is probeURL for a host:port.
 func (r *resolver) probeHostPort(path, tmpl string, ue *ueFields) string {
-	sample, ok := r.expand(path, tmpl, nil, ctxHost)
-	if !ok || !r.checkHostPort(path, sample, tmpl, "") || ue == nil {
+	if !r.templateOK(path, tmpl, func() bool {
+		sample, ok := r.expand(path, tmpl, nil, ctxHost)
+		return ok && r.checkHostPort(path, sample, tmpl, "")
+	}) || ue == nil {
 		return ""
 	}
 	out, ok := r.expand(path, tmpl, ue, ctxHost)

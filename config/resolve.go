@@ -36,6 +36,8 @@ type resolver struct {
 	dialect  string
 	// ruleNames are all names under rules:, valid or not, for suggestions.
 	ruleNames []string
+	// templates remembers which probe templates passed their checks.
+	templates map[string]bool
 }
 
 func reflectValue(p any) reflect.Value { return reflect.ValueOf(p).Elem() }

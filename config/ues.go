@@ -191,18 +191,38 @@ var msisdnPatterns = map[string]*regexp.Regexp{
 func (r *resolver) ues(raw []rawUE, defs resolvedDefaults, rules map[string]*policy.Rule, specs map[string]policy.RuleSpec) []UE {
 	out := make([]UE, 0, len(raw))
 	firstName := map[string]int{}
+	// One device under two names would get two policies and, at the API,
+	// two sessions: the second refused or, worse, replacing the first.
+	firstID := map[string]int{}
 	for i := range raw {
-		ue, ok := r.ue(indexPath("ues", i), &raw[i], defs, rules, specs)
+		p := indexPath("ues", i)
+		ue, ok := r.ue(p, &raw[i], defs, rules, specs)
 		if ue.Name != "" {
 			if j, dup := firstName[ue.Name]; dup {
-				r.d.errorAt(indexPath("ues", i)+".name", "%q is already the name of ues[%d]; names must be unique", ue.Name, j)
+				r.d.errorAt(p+".name", "%q is already the name of ues[%d]; names must be unique", ue.Name, j)
+				ok = false
+			} else {
+				firstName[ue.Name] = i
+			}
+		}
+		for _, id := range []struct{ key, v string }{{"msisdn", ue.MSISDN}, {"external_id", ue.ExternalID}, {"ipv4", ue.IPv4}, {"ipv6", ue.IPv6}} {
+			if id.v == "" {
 				continue
 			}
-			firstName[ue.Name] = i
+			k := id.key + "=" + strings.TrimPrefix(id.v, "+")
+			if j, dup := firstID[k]; dup {
+				r.d.errorAt(p+"."+id.key, "%q is also the %s of ues[%d] (%s); two UEs cannot be one device", id.v, id.key, j, raw[j].Name)
+				ok = false
+			} else {
+				firstID[k] = i
+			}
 		}
 		if ok {
 			out = append(out, ue)
 		}
+	}
+	if len(raw) == 0 {
+		r.warnAt("ues", "no UEs: nothing to watch")
 	}
 	return out
 }
