@@ -11,7 +11,8 @@
 //
 // and, in TAAP mode, the token endpoint /oauth2/v6/tokens (also reachable as
 // /oauth2/v2/tokens). Every API request is checked against the project's own
-// OpenAPI description (the embedded OpenAPI variable) and must carry
+// OpenAPI description (the embedded OpenAPI variable, also served without
+// auth at GET {BasePath}/openapi.yaml) and must carry
 // x-transaction-id, which is echoed in the answer; errors use the DevEdge
 // body {"reasonCode","systemMessage","userMessage"}.
 //

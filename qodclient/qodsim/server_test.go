@@ -122,6 +122,14 @@ func TestClosedSimulatorRefusesRequests(t *testing.T) {
 	}
 }
 
+func TestServesItsOpenAPIDocument(t *testing.T) {
+	srv := startServer(t, Options{BearerToken: "tok"})
+	a := call(t, http.MethodGet, srv.URL+"/openapi.yaml", "", nil)
+	if a.status != http.StatusOK || !bytes.Equal(a.body, OpenAPI) || a.header.Get("Content-Type") != "application/yaml" {
+		t.Errorf("GET openapi.yaml = %d %s, %d bytes", a.status, a.header.Get("Content-Type"), len(a.body))
+	}
+}
+
 func TestEmbeddedDocumentStatesTheContract(t *testing.T) {
 	spec, err := loadSpec()
 	if err != nil {

@@ -398,6 +398,11 @@ func (s *Simulator) route(r *http.Request, body []byte) *reply {
 			return methodNotAllowed(http.MethodPost)
 		}
 		return s.serveOAuth2Token(r, body)
+	case p == s.opts.BasePath+"/openapi.yaml" && r.Method == http.MethodGet:
+		// The contract the simulator enforces, for people and tools.
+		h := http.Header{}
+		h.Set("Content-Type", "application/yaml")
+		return &reply{status: http.StatusOK, header: h, body: OpenAPI}
 	case p == sessions:
 		if r.Method != http.MethodPost {
 			return methodNotAllowed(http.MethodPost)
