@@ -208,11 +208,11 @@ func (p Profiles) CompileRule(name string, spec RuleSpec) (*Rule, error) {
 	}
 
 	if spec.Duration == "" {
-		bad("duration", "", "is missing: how long a session is asked for, %s..%s", MinDuration, MaxDuration)
+		bad("duration", "", "is missing: how long a session is asked for, 1s..24h")
 	} else if d, err := ParseDuration(spec.Duration); err != nil {
 		bad("duration", "", "%v", err)
 	} else if d < MinDuration || d > MaxDuration {
-		bad("duration", spec.Duration, "is outside %s..%s (1..86400 seconds, what the QoD API accepts)", MinDuration, MaxDuration)
+		bad("duration", spec.Duration, "is outside 1s..24h (1..86400 seconds, what the QoD API accepts)")
 	} else if d%time.Second != 0 {
 		bad("duration", spec.Duration, "is not a whole number of seconds (the QoD API counts in seconds)")
 	} else {
