@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -24,23 +23,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	code := 0
 	for _, file := range fs.Args() {
-		cfg, err := config.Load(file)
-		if err != nil {
-			var errs config.Errors
-			if errors.As(err, &errs) {
-				for _, e := range errs {
-					fmt.Fprintln(stderr, e.Error())
-				}
-			} else {
-				fmt.Fprintf(stderr, "%s: %v\n", file, err)
-			}
+		if err := config.Check(stdout, stderr, file); err != nil {
 			code = 2
-			continue
 		}
-		for _, w := range cfg.Warnings {
-			fmt.Fprintf(stderr, "%s (warning)\n", w.Error())
-		}
-		fmt.Fprintln(stdout, cfg.Summary())
 	}
 	return code
 }

@@ -172,7 +172,7 @@ Script: the UE's latency is %v, then %v from %v to %v, then %v again.
 	if creates != 1 || deletes != 1 || len(sim.Sessions()) != 0 {
 		return fmt.Errorf("expected exactly one session bought and ended")
 	}
-	fmt.Fprintln(out, "Next: qodwatch check config.example.yaml, then qodwatch run --config.file your.yaml")
+	fmt.Fprintln(out, "Next: copy config.example.yaml, fill in your operator account and UEs, then qodwatch check FILE and qodwatch run --config.file FILE.")
 	return nil
 }
 
