@@ -13,7 +13,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -540,15 +539,23 @@ func TestNewRejectsBadConfig(t *testing.T) {
 }
 
 func TestConcurrentCalls(t *testing.T) {
-	var n atomic.Int32
+	// Every call's first attempt gets 503, its retry succeeds.
+	var mu sync.Mutex
+	tried := map[string]bool{}
 	s := newStub(t, func(w http.ResponseWriter, r *http.Request) {
-		if n.Add(1)%3 == 0 {
+		id := r.Header.Get("x-transaction-id")
+		mu.Lock()
+		first := !tried[id]
+		tried[id] = true
+		mu.Unlock()
+		if first {
 			reply(503, ``)(w, r)
 			return
 		}
 		reply(200, sessionJSON)(w, r)
 	})
-	c, _ := newTestClient(t, Config{BaseURL: s.URL, Auth: &stubAuth{}})
+	auth := &stubAuth{}
+	c, _ := newTestClient(t, Config{BaseURL: s.URL, Auth: auth})
 	var wg sync.WaitGroup
 	for range 16 {
 		wg.Go(func() {
@@ -558,4 +565,7 @@ func TestConcurrentCalls(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	if a, _ := auth.counts(); len(s.requests()) != 32 || a != 32 || len(tried) != 16 {
+		t.Errorf("%d requests, %d authorizations, %d transaction ids", len(s.requests()), a, len(tried))
+	}
 }
