@@ -15,8 +15,8 @@ import (
 type ICMP struct {
 	Interval time.Duration
 	Packets  int           // per interval; default 3
-	Spacing  time.Duration // between the packets of one interval; default 100 ms or less to fit
-	Timeout  time.Duration // per packet; default the interval, at most 2 s
+	Spacing  time.Duration // between the packets of one interval; default 100 ms, at most Interval/Packets
+	Timeout  time.Duration // per packet; default 1 s
 	// Source is the local address to send from (hosts with several
 	// modems); zero lets the kernel choose.
 	Source netip.Addr
@@ -43,7 +43,7 @@ func (p ICMP) bind(ue *UE) (boundProbe, error) {
 		return nil, fmt.Errorf("packets %d: want 1 to %d", b.Packets, maxICMPPackets)
 	}
 	if b.Spacing == 0 && b.Packets > 1 {
-		b.Spacing = min(100*time.Millisecond, b.Interval/time.Duration(2*b.Packets))
+		b.Spacing = min(100*time.Millisecond, b.Interval/time.Duration(b.Packets))
 	}
 	if b.Spacing < 0 {
 		return nil, fmt.Errorf("spacing %v is negative", b.Spacing)
@@ -52,7 +52,7 @@ func (p ICMP) bind(ue *UE) (boundProbe, error) {
 		return nil, fmt.Errorf("%d packets %v apart do not fit in the interval %v", b.Packets, b.Spacing, b.Interval)
 	}
 	if b.Timeout == 0 {
-		b.Timeout = min(b.Interval, 2*time.Second)
+		b.Timeout = time.Second
 	}
 	if b.Timeout < 0 {
 		return nil, fmt.Errorf("timeout %v is negative", b.Timeout)
@@ -72,8 +72,9 @@ type icmpBound ICMP
 func (b *icmpBound) every() time.Duration { return b.Interval }
 
 // ICMPTarget is one UE as the ICMP engine needs it, with the UE's name
-// resolved. Its fields match monitor/icmp.Target one for one, so the
-// daemon converts with icmp.Target(t).
+// resolved and the defaults filled in. Its fields match monitor/icmp.Target
+// one for one, so the daemon converts each with icmp.Target(t). (Package
+// monitor cannot import monitor/icmp: that package imports this one.)
 type ICMPTarget struct {
 	UE       string
 	Addr     netip.Addr

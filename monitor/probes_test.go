@@ -389,4 +389,3 @@ func TestPrometheusQueries(t *testing.T) {
 		t.Errorf("query errors = %d, want 1", m.errors[kPrometheus][reasonQuery].Load())
 	}
 }
-

@@ -122,28 +122,62 @@ func (b *throughputBound) runDownload(ctx context.Context, e *env) outcome {
 
 	buf := readBuffers.Get().(*[64 << 10]byte)
 	defer readBuffers.Put(buf)
-	var total, firstChunk int64
-	var first, last time.Time
-	for total < b.maxBytes {
-		n, rerr := resp.Body.Read(buf[:min(int64(len(buf)), b.maxBytes-total)])
+	var m transferMeter
+	for m.total < b.maxBytes {
+		n, rerr := resp.Body.Read(buf[:min(int64(len(buf)), b.maxBytes-m.total)])
 		if n > 0 {
-			now := time.Now()
-			if first.IsZero() {
-				first, firstChunk = now, int64(n)
-			}
-			last = now
-			total += int64(n)
+			m.add(time.Now(), int64(n), b.maxBytes/warmupShare, b.maxTime/warmupShare)
 		}
 		if rerr == io.EOF || (rerr != nil && isTimeout(rerr)) {
 			break // the body ended, or the time cap did
 		}
 		if rerr != nil {
-			o.bytes = total
+			o.bytes = m.total
 			return fail(rerr)
 		}
 	}
-	o.bytes = total
-	return b.rate(o, total-firstChunk, first, last)
+	o.bytes = m.total
+	n, from, to := m.span()
+	return b.rate(o, n, from, to)
+}
+
+// warmupShare: the first 1/warmupShare of the byte cap or of the time cap
+// is warm-up, left out of the rate.
+const warmupShare = 8
+
+// transferMeter times bytes as they arrive. The rate is taken after a
+// warm-up, because the start of a transfer says little about the link: a
+// shaper lets its burst through at line rate (too fast), TCP slow start
+// ramps up (too slow) and then overshoots into the bottleneck queue and
+// recovers from the losses (too slow). Warm-up ends once 1/8 of the byte
+// cap has arrived or 1/8 of the time cap has passed since the first byte.
+// A transfer that ends sooner is measured from its first byte on.
+type transferMeter struct {
+	total       int64
+	first, last time.Time
+	firstChunk  int64
+	warm        bool
+	warmAt      time.Time
+	warmBytes   int64
+}
+
+func (m *transferMeter) add(now time.Time, n, warmBytes int64, warmTime time.Duration) {
+	if m.first.IsZero() {
+		m.first, m.firstChunk = now, n
+	}
+	m.total += n
+	m.last = now
+	if !m.warm && (m.total >= warmBytes || now.Sub(m.first) >= warmTime) {
+		m.warm, m.warmAt, m.warmBytes = true, now, m.total
+	}
+}
+
+// span returns the bytes to count and the time they took.
+func (m *transferMeter) span() (n int64, from, to time.Time) {
+	if m.warm && m.total > m.warmBytes && m.last.After(m.warmAt) {
+		return m.total - m.warmBytes, m.warmAt, m.last
+	}
+	return m.total - m.firstChunk, m.first, m.last
 }
 
 // rate turns n bytes moved between first and last into the outcome.
