@@ -62,6 +62,9 @@ const (
 	DefaultTimeout  = time.Second
 )
 
+// DefaultCoalesce is the default of Options.Coalesce.
+const DefaultCoalesce = 10 * time.Millisecond
+
 // DelayedSendThreshold is how late a send may be before Counters counts it
 // in DelayedSends.
 const DelayedSendThreshold = 10 * time.Millisecond
@@ -73,6 +76,15 @@ const (
 	initialSlots   = 4096
 	logEvery       = 10 * time.Second // rate limit of repeated warnings
 	idleWakeupTime = time.Hour
+	// While a reply may be waiting to be matched, timeouts wait (so that
+	// a reply that came in time is judged by its kernel timestamp, however
+	// late the receive goroutine runs), checking again after expiryRetry,
+	// but never longer than maxExpiryDefer.
+	expiryRetry    = time.Millisecond
+	maxExpiryDefer = time.Second
+	// maxReadDelay bounds how long a reply waits to be read while the
+	// engine is otherwise idle (see receive).
+	maxReadDelay = 20 * time.Millisecond
 )
 
 // Options configure an Engine.
@@ -83,6 +95,12 @@ type Options struct {
 	Recorder monitor.Recorder
 	Mode     Mode
 	Logger   *slog.Logger // nil: slog.Default()
+	// Coalesce lets sends due within this much of the earliest go out with
+	// it, up to this much early, in one wakeup and one sendmmsg: fewer
+	// wakeups per packet at a cost in send-time precision that is small
+	// next to an interval of seconds. 0 means DefaultCoalesce; negative
+	// turns it off.
+	Coalesce time.Duration
 	// Now replaces time.Now in tests. With it, RTTs are measured with Now
 	// only (kernel receive timestamps are not used).
 	Now func() time.Time
@@ -179,11 +197,13 @@ type Engine struct {
 	realClock bool
 	start     time.Time
 	mode      Mode // resolved: ModeUnprivileged or ModeRaw
+	coalesce  int64
 	token     uint64
 	rawID     uint16
 
 	ready   chan struct{}
 	poke    chan struct{}
+	stop    chan struct{} // closed when Run ends
 	closing atomic.Bool
 	wg      sync.WaitGroup
 
@@ -195,6 +215,7 @@ type Engine struct {
 	slots     slotTable
 	serial    uint64
 	sockets   map[socketKey]*socket
+	opened    []*socket
 	toStart   []*socket // opened, receive goroutine not started yet
 	c         Counters
 
@@ -202,6 +223,7 @@ type Engine struct {
 	lostResults []monitor.Result
 	errResults  []monitor.Result
 	flushing    []*socket
+	kicking     []*socket
 	lastWarn    time.Time
 }
 
@@ -227,12 +249,19 @@ func New(opts Options) (*Engine, error) {
 		serial:  uint64(rand.Uint32()), // random starting sequence
 		ready:   make(chan struct{}),
 		poke:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
 		targets: map[Target]*target{},
 		sockets: map[socketKey]*socket{},
 		slots:   newSlotTable(initialSlots),
 	}
 	if e.log == nil {
 		e.log = slog.Default()
+	}
+	switch {
+	case opts.Coalesce == 0:
+		e.coalesce = int64(DefaultCoalesce)
+	case opts.Coalesce > 0:
+		e.coalesce = int64(opts.Coalesce)
 	}
 	if e.clock == nil {
 		e.clock = time.Now
@@ -325,6 +354,7 @@ func (e *Engine) SetTargets(ts []Target) {
 	for cfg, t := range e.targets {
 		if keep[cfg] != t {
 			t.removed = true
+			t.sock.targets--
 			e.sends.remove(t)
 		}
 	}
@@ -353,7 +383,7 @@ func (e *Engine) SetTargets(ts []Target) {
 			a := added[i]
 			s := e.sockets[a.key]
 			if s == nil {
-				s = &socket{key: a.key}
+				s = &socket{key: a.key, kick: make(chan struct{}, 1)}
 				e.sockets[a.key] = s
 			}
 			t, err := newTarget(a.cfg, s, phases[k])
@@ -363,6 +393,7 @@ func (e *Engine) SetTargets(ts []Target) {
 				continue
 			}
 			keep[a.cfg] = t
+			s.targets++
 			t.start(now)
 			e.sends.push(t)
 		}
@@ -417,14 +448,25 @@ func (e *Engine) step() time.Duration {
 	}
 	e.flushing = e.flushing[:0]
 	now := e.mono()
-	e.expire(now)
+	deferred := e.expire(now)
 	full := e.collect(now)
 	next := now + int64(idleWakeupTime)
 	if len(e.sends) > 0 {
 		next = min(next, e.sends[0].due)
 	}
-	if len(e.deadlines) > 0 {
+	if deferred {
+		next = min(next, now+max(int64(expiryRetry), e.coalesce))
+	} else if len(e.deadlines) > 0 {
 		next = min(next, e.deadlines[0].at)
+	}
+	// Sockets with packets in flight get read after this wakeup, and
+	// wakeups come at least every maxReadDelay while there are any.
+	e.kicking = e.kicking[:0]
+	for _, s := range e.opened {
+		if s.pending > 0 {
+			e.kicking = append(e.kicking, s)
+			next = min(next, now+int64(maxReadDelay))
+		}
 	}
 	if full {
 		next = now
@@ -440,6 +482,12 @@ func (e *Engine) step() time.Duration {
 		s.resetBatch()
 	}
 	e.recordAll(&e.errResults)
+	for _, s := range e.kicking {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
 	return max(0, time.Duration(next-e.mono()))
 }
 
@@ -453,15 +501,37 @@ func (e *Engine) recordAll(rs *[]monitor.Result) {
 	*rs = (*rs)[:0]
 }
 
-// expire turns pending packets whose deadline has passed into losses.
-func (e *Engine) expire(now int64) {
-	for len(e.deadlines) > 0 && e.deadlines[0].at <= now {
+// expire turns pending packets whose deadline has passed into losses, but
+// only once every reply that reached the kernel before the deadline has
+// been matched: a reply that came in time is judged by its kernel
+// timestamp, however late the receive goroutine runs. It reports whether
+// due deadlines had to wait.
+//
+// A socket is known to be drained up to its watermark (set by its receive
+// goroutine), or up to now when quiet: quiet first sees no message queued,
+// then no message read but unmatched. A reply queued before the deadline
+// that is gone from the queue was taken by a receive that set the reading
+// flag first, and the flag is cleared only after matching, under e.mu,
+// which we hold. After maxExpiryDefer deadlines expire regardless.
+func (e *Engine) expire(now int64) (deferred bool) {
+	if len(e.deadlines) == 0 || e.deadlines[0].at > now {
+		return false
+	}
+	limit := now
+	for _, s := range e.opened {
+		if s.watermark < e.deadlines[0].at && !s.quiet() {
+			limit = min(limit, s.watermark)
+		}
+	}
+	limit = max(limit, now-int64(maxExpiryDefer))
+	for len(e.deadlines) > 0 && e.deadlines[0].at <= limit {
 		d := e.deadlines.pop()
 		sl := e.slots.at(d.serial)
 		if sl.serial != d.serial || sl.state != slotPending {
 			continue
 		}
 		sl.state = slotExpired
+		sl.t.sock.pending--
 		e.c.Lost++
 		if !sl.t.removed {
 			e.lostResults = append(e.lostResults, monitor.Result{
@@ -469,16 +539,21 @@ func (e *Engine) expire(now int64) {
 			})
 		}
 	}
+	return len(e.deadlines) > 0 && e.deadlines[0].at <= now
 }
 
 // collect queues every send due by now; true when a batch filled up and
 // more may be due.
 func (e *Engine) collect(now int64) bool {
+	// Nothing goes early unless the first send is due: a wakeup for other
+	// reasons must not break up the batches.
+	sending := false
 	for len(e.sends) > 0 {
 		t := e.sends[0]
-		if t.due > now {
+		if t.due > now+e.coalesce || !sending && t.due > now {
 			return false
 		}
+		sending = true
 		s := t.sock
 		if !s.opened && !e.openSocket(s, now) {
 			e.c.SendErrors++
@@ -500,6 +575,7 @@ func (e *Engine) collect(now int64) bool {
 			e.flushing = append(e.flushing, s)
 		}
 		s.queue(t, echo{id: s.id, serial: serial, token: e.token, sent: now})
+		s.pending++
 		e.c.Sent++
 		if late := time.Duration(now - t.due); late > DelayedSendThreshold {
 			e.c.DelayedSends++
@@ -522,6 +598,7 @@ func (e *Engine) sendFailed(s *socket, failed []sendFailure) {
 		t, serial := s.batchEntry(f.index)
 		if sl := e.slots.at(serial); sl.serial == serial && sl.state == slotPending {
 			sl.state = slotFree
+			s.pending--
 		}
 		e.c.Sent--
 		e.c.SendErrors++
@@ -558,6 +635,7 @@ func (e *Engine) openSocket(s *socket, now int64) bool {
 			"socket", s.key.String(), "bytes", s.rcvBuf)
 	}
 	e.log.Debug("icmp: socket open", "socket", s.key.String(), "mode", e.mode.String(), "id", s.id, "rcvbuf", s.rcvBuf)
+	e.opened = append(e.opened, s)
 	e.toStart = append(e.toStart, s)
 	return true
 }
@@ -576,63 +654,132 @@ func (e *Engine) startReceivers() {
 // shutdown closes the sockets and waits for the receive goroutines.
 func (e *Engine) shutdown() {
 	e.closing.Store(true)
+	close(e.stop)
 	e.mu.Lock()
-	for _, s := range e.sockets {
-		if s.opened {
-			s.close()
-		}
+	for _, s := range e.opened {
+		s.wake()
 	}
 	e.toStart = nil
 	e.mu.Unlock()
 	e.wg.Wait()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, s := range e.opened {
+		if err := s.close(); err != nil {
+			e.log.Warn("icmp: close socket", "socket", s.key.String(), "err", err)
+		}
+	}
+	e.opened = nil
 }
 
-// receive reads replies from s until s is closed.
+// receive reads and matches the replies arriving on s until s is closed.
+//
+// While s has targets or packets in flight, the Run goroutine wakes up
+// anyway (to send, to expire, and at least every maxReadDelay while packets
+// are in flight) and kicks this goroutine after each wakeup that left
+// packets in flight; it then reads what has arrived without waiting.
+// Replies so pile up into batches and the engine wakes up once per batch
+// instead of once per reply, which is most of the cost per packet at a
+// thousand targets. RTTs are unaffected: they come from the kernel's receive
+// timestamps, and timeouts wait for replies not yet read (expire). With
+// neither targets nor packets in flight it waits in the kernel for late or
+// stray replies.
 func (e *Engine) receive(s *socket) {
 	defer e.wg.Done()
-	results := make([]monitor.Result, 0, maxRecvBatch)
-	var callsIn uint64
-	var lastWarn time.Time
+	r := receiver{e: e, s: s, results: make([]monitor.Result, 0, maxRecvBatch)}
+	e.mu.Lock()
+	active := s.active()
+	e.mu.Unlock()
 	for {
-		n, err := s.read()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) || e.closing.Load() {
+		if !active {
+			before := e.mono()
+			n, err := s.read()
+			if !r.handle(n, err, before, &active) {
 				return
-			}
-			if now := time.Now(); now.Sub(lastWarn) >= logEvery {
-				lastWarn = now
-				e.log.Warn("icmp: receive failed", "socket", s.key.String(), "err", err)
 			}
 			continue
 		}
-		wall := e.clock()
-		mono := int64(wall.Sub(e.start))
-		e.mu.Lock()
-		calls := s.recvCalls()
-		e.c.RecvCalls += calls - callsIn
-		callsIn = calls
-		for i := 0; i < n; i++ {
-			data, from, fromOK, kernelNs := s.message(i)
-			recv, at := mono, wall
-			if e.realClock && kernelNs > 0 {
-				// The kernel stamped the reply on arrival, in wall time;
-				// move our monotonic reading back by its age.
-				if age := wall.UnixNano() - kernelNs; age >= 0 && age < int64(maxKernelAge) {
-					recv -= age
-					at = wall.Add(-time.Duration(age))
-				}
+		select {
+		case <-s.kick:
+		case <-e.stop:
+			return
+		}
+		for {
+			before := e.mono()
+			n, err := s.readNow()
+			if !r.handle(n, err, before, &active) {
+				return
 			}
-			if r, ok := e.match(s, data, from, fromOK, recv, at); ok {
-				results = append(results, r)
+			if n < maxRecvBatch {
+				break
 			}
 		}
-		e.mu.Unlock()
-		for i := range results {
-			e.rec.Record(results[i])
-			results[i] = monitor.Result{}
-		}
-		results = results[:0]
 	}
+}
+
+// receiver is the state of one receive goroutine.
+type receiver struct {
+	e        *Engine
+	s        *socket
+	results  []monitor.Result
+	callsIn  uint64
+	lastWarn time.Time
+}
+
+// handle matches the n messages of a read that started at before and
+// records the results. It returns false when the socket is closed, and
+// reports in active whether the socket has packets in flight.
+func (r *receiver) handle(n int, err error, before int64, active *bool) bool {
+	e, s := r.e, r.s
+	if err != nil {
+		e.mu.Lock()
+		s.doneReading()
+		*active = s.active()
+		e.mu.Unlock()
+		if errors.Is(err, net.ErrClosed) || e.closing.Load() {
+			return false
+		}
+		if now := time.Now(); now.Sub(r.lastWarn) >= logEvery {
+			r.lastWarn = now
+			e.log.Warn("icmp: receive failed", "socket", s.key.String(), "err", err)
+		}
+		return true
+	}
+	wall := e.clock()
+	mono := int64(wall.Sub(e.start))
+	e.mu.Lock()
+	calls := s.recvCalls()
+	e.c.RecvCalls += calls - r.callsIn
+	r.callsIn = calls
+	for i := 0; i < n; i++ {
+		data, from, fromOK, kernelNs := s.message(i)
+		recv, at := mono, wall
+		if e.realClock && kernelNs > 0 {
+			// The kernel stamped the reply on arrival, in wall time;
+			// move our monotonic reading back by its age.
+			if age := wall.UnixNano() - kernelNs; age >= 0 && age < int64(maxKernelAge) {
+				recv -= age
+				at = wall.Add(-time.Duration(age))
+			}
+		}
+		if res, ok := e.match(s, data, from, fromOK, recv, at); ok {
+			r.results = append(r.results, res)
+		}
+	}
+	if n < maxRecvBatch {
+		// That read emptied the queue: every reply that arrived before
+		// it started has now been matched.
+		s.watermark = before
+	}
+	s.doneReading()
+	*active = s.active()
+	e.mu.Unlock()
+	for i := range r.results {
+		e.rec.Record(r.results[i])
+		r.results[i] = monitor.Result{}
+	}
+	r.results = r.results[:0]
+	return true
 }
 
 // match accounts for one received message; called with e.mu held. It
@@ -680,6 +827,7 @@ func (e *Engine) match(s *socket, data []byte, from [16]byte, fromOK bool, recv 
 	if rtt > sl.t.timeout {
 		// Arrived after its timeout, before the timeout was processed.
 		sl.state = slotExpired
+		s.pending--
 		e.c.Lost++
 		e.c.Late++
 		if sl.t.removed {
@@ -688,6 +836,7 @@ func (e *Engine) match(s *socket, data []byte, from [16]byte, fromOK bool, recv 
 		return monitor.Result{UE: sl.t.cfg.UE, Probe: probeName, At: e.timeAt(sl.sentAt + sl.t.timeout), Lost: true}, true
 	}
 	sl.state = slotAnswered
+	s.pending--
 	e.c.Received++
 	if sl.t.removed {
 		return monitor.Result{}, false

@@ -22,6 +22,12 @@ type socket struct {
 	retryAt int64
 
 	sendCallsIn uint64 // send syscalls already added to Counters.SendCalls
+	// watermark: every reply the kernel queued before this engine time
+	// has been matched (see Engine.expire).
+	watermark int64
+	pending   int           // packets in flight
+	targets   int           // targets sending on this socket
+	kick      chan struct{} // tells the receive goroutine to read now
 
 	sysSocket
 }
@@ -30,6 +36,10 @@ type socketKey struct {
 	v6     bool
 	source netip.Addr // the zero Addr for any
 }
+
+// active reports whether the Run goroutine will kick the receive goroutine
+// (see Engine.receive); called with Engine.mu held.
+func (s *socket) active() bool { return s.targets > 0 || s.pending > 0 }
 
 func (k socketKey) String() string {
 	fam := "IPv4"

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -26,6 +27,9 @@ const (
 	minGoodRcvBuf = 1 << 20
 )
 
+// errClosed is returned by reads once the socket is being closed.
+var errClosed = net.ErrClosed
+
 // mmsghdr is struct mmsghdr: a msghdr and the length the kernel transferred,
 // padded to pointer alignment.
 type mmsghdr struct {
@@ -34,13 +38,35 @@ type mmsghdr struct {
 	_   [unsafe.Sizeof(uintptr(0)) - 4]byte
 }
 
-// sysSocket is the Linux part of a socket: the descriptor and the batches
-// handed to sendmmsg and recvmmsg.
+// pollFd is struct pollfd.
+type pollFd struct {
+	fd      int32
+	events  int16
+	revents int16
+}
+
+const (
+	pollIn  = 0x1
+	pollOut = 0x4
+)
+
+// sysSocket is the Linux part of a socket.
+//
+// The socket is opened and configured through golang.org/x/net/icmp, then
+// its descriptor is taken out of the Go runtime's poller (duplicated, and
+// the original closed): a descriptor in the poller wakes a thread for every
+// reply that arrives, whether anyone reads or not, and those wakeups would
+// cost more than the packets. The engine reads instead when it chooses to
+// (see Engine.receive), and waits in ppoll only when it has nothing in
+// flight.
 type sysSocket struct {
-	conn *xicmp.PacketConn
-	rc   syscall.RawConn
-	out  sendBatch
-	in   recvBatch
+	fd     int
+	wakeR  int // pipe that ends a ppoll wait at shutdown
+	wakeW  int
+	closed atomic.Bool
+	out    sendBatch
+	in     recvBatch
+	peek   peeker
 }
 
 type sendBatch struct {
@@ -50,28 +76,30 @@ type sendBatch struct {
 	serials []uint64
 	targets []*target
 	n       int
-
-	failed []sendFailure
-
-	// arguments and results of the sendmmsg callback, kept here so that
-	// the callback is allocated once
-	off, cnt, sent int
-	errno          syscall.Errno
-	calls          uint64
-	fn             func(uintptr) bool
+	failed  []sendFailure
+	calls   uint64
 }
 
 type recvBatch struct {
+	// reading is set from just before recvmmsg until the messages it
+	// returned have been matched, so the scheduler knows when a reply
+	// may have left the kernel's queue without being accounted yet.
+	reading atomic.Bool
+
 	bufs  []byte
 	names []byte
 	oobs  []byte
 	iovs  []syscall.Iovec
 	hdrs  []mmsghdr
 	n     int
-
-	errno syscall.Errno
 	calls uint64
-	fn    func(uintptr) bool
+}
+
+// peeker asks the kernel, without taking it, whether a message is queued.
+type peeker struct {
+	buf [1]byte
+	iov syscall.Iovec
+	hdr mmsghdr
 }
 
 // open opens the socket for s.key in mode (ModeUnprivileged or ModeRaw).
@@ -93,24 +121,22 @@ func (s *socket) open(mode Mode, rawID uint16) error {
 	if err != nil {
 		return fmt.Errorf("open %s ICMP socket (%s) on %s: %w", mode, network, addr, err)
 	}
+	defer c.Close()
 	s.v6 = s.key.v6
-	s.conn = c
-	if err := s.setup(mode, rawID); err != nil {
-		c.Close()
-		s.conn = nil
+	if err := s.setup(c, mode, rawID); err != nil {
 		return fmt.Errorf("set up %s ICMP socket (%s) on %s: %w", mode, network, addr, err)
 	}
 	s.opened = true
 	return nil
 }
 
-func (s *socket) setup(mode Mode, rawID uint16) error {
+func (s *socket) setup(c *xicmp.PacketConn, mode Mode, rawID uint16) error {
 	var pc net.PacketConn
 	if s.v6 {
-		p6 := s.conn.IPv6PacketConn()
+		p6 := c.IPv6PacketConn()
 		pc = p6.PacketConn
 		if mode == ModeRaw {
-			// Only echo replies wake us; without this a raw socket also
+			// Only echo replies reach us; without this a raw socket also
 			// gets our own requests looped back and every other ICMPv6.
 			var f ipv6.ICMPFilter
 			f.SetAll(true)
@@ -120,7 +146,7 @@ func (s *socket) setup(mode Mode, rawID uint16) error {
 			}
 		}
 	} else {
-		p4 := s.conn.IPv4PacketConn()
+		p4 := c.IPv4PacketConn()
 		pc = p4.PacketConn
 		if mode == ModeRaw {
 			var f ipv4.ICMPFilter
@@ -131,6 +157,13 @@ func (s *socket) setup(mode Mode, rawID uint16) error {
 			}
 		}
 	}
+	if mode == ModeRaw {
+		s.checkID = true
+		s.id = rawID
+		s.withIPHeader = !s.v6
+	} else if ua, ok := c.LocalAddr().(*net.UDPAddr); ok {
+		s.id = uint16(ua.Port) // the kernel's echo id for this socket
+	}
 	sc, ok := pc.(syscall.Conn)
 	if !ok {
 		return errors.New("socket gives no access to its file descriptor")
@@ -139,49 +172,77 @@ func (s *socket) setup(mode Mode, rawID uint16) error {
 	if err != nil {
 		return fmt.Errorf("access file descriptor: %w", err)
 	}
-	s.rc = rc
-	if mode == ModeRaw {
-		s.checkID = true
-		s.id = rawID
-		s.withIPHeader = !s.v6
-	} else if ua, ok := s.conn.LocalAddr().(*net.UDPAddr); ok {
-		s.id = uint16(ua.Port) // the kernel's echo id for this socket
-	}
-
 	var optErr error
-	err = rc.Control(func(fd uintptr) {
-		f := int(fd)
-		// The FORCE variants pass net.core.rmem_max/wmem_max when we hold
-		// CAP_NET_ADMIN; otherwise the plain ones get what the limit allows.
-		if syscall.SetsockoptInt(f, syscall.SOL_SOCKET, syscall.SO_RCVBUFFORCE, rcvBufBytes) != nil {
-			_ = syscall.SetsockoptInt(f, syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvBufBytes)
+	fd := -1
+	err = rc.Control(func(f uintptr) {
+		optErr = s.setOptions(int(f))
+		if optErr != nil {
+			return
 		}
-		if syscall.SetsockoptInt(f, syscall.SOL_SOCKET, syscall.SO_SNDBUFFORCE, sndBufBytes) != nil {
-			_ = syscall.SetsockoptInt(f, syscall.SOL_SOCKET, syscall.SO_SNDBUF, sndBufBytes)
+		// A copy of the descriptor that outlives c (closed by open).
+		r, _, e := syscall.Syscall(syscall.SYS_FCNTL, f, syscall.F_DUPFD_CLOEXEC, 0)
+		if e != 0 {
+			optErr = fmt.Errorf("duplicate descriptor: %w", e)
+			return
 		}
-		s.rcvBuf, _ = syscall.GetsockoptInt(f, syscall.SOL_SOCKET, syscall.SO_RCVBUF)
-		// Kernel receive timestamps: the RTT then excludes how long the
-		// receive goroutine took to be scheduled.
-		if err := syscall.SetsockoptInt(f, syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1); err != nil {
-			optErr = fmt.Errorf("enable SO_TIMESTAMPNS: %w", err)
-		}
+		fd = int(r)
 	})
+	if err == nil {
+		err = optErr
+	}
 	if err != nil {
-		return fmt.Errorf("set socket options: %w", err)
+		return err
 	}
-	if optErr != nil {
-		return optErr
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
+		syscall.Close(fd)
+		return fmt.Errorf("create wake-up pipe: %w", err)
 	}
+	s.fd, s.wakeR, s.wakeW = fd, p[0], p[1]
 	s.out.init()
 	s.in.init()
+	s.peek.init()
 	return nil
 }
 
+func (s *socket) setOptions(fd int) error {
+	// The FORCE variants pass net.core.rmem_max/wmem_max when we hold
+	// CAP_NET_ADMIN; otherwise the plain ones get what the limit allows.
+	if syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUFFORCE, rcvBufBytes) != nil {
+		_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvBufBytes)
+	}
+	if syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_SNDBUFFORCE, sndBufBytes) != nil {
+		_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_SNDBUF, sndBufBytes)
+	}
+	s.rcvBuf, _ = syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF)
+	// Kernel receive timestamps: the RTT then excludes how long we took to
+	// read the reply.
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1); err != nil {
+		return fmt.Errorf("enable SO_TIMESTAMPNS: %w", err)
+	}
+	return nil
+}
+
+// wake ends a read waiting in ppoll; reads fail from then on.
+func (s *socket) wake() {
+	if !s.opened || s.closed.Swap(true) {
+		return
+	}
+	b := [1]byte{1}
+	_, _ = syscall.Write(s.wakeW, b[:])
+}
+
+// close releases the descriptors; call wake first and wait for readers.
 func (s *socket) close() error {
-	if s.conn == nil {
+	if !s.opened {
 		return nil
 	}
-	return s.conn.Close()
+	s.wake()
+	s.opened = false
+	err := syscall.Close(s.fd)
+	syscall.Close(s.wakeR)
+	syscall.Close(s.wakeW)
+	return err
 }
 
 func (b *sendBatch) init() {
@@ -196,7 +257,6 @@ func (b *sendBatch) init() {
 		b.hdrs[i].hdr.Iov = &b.iovs[i]
 		b.hdrs[i].hdr.Iovlen = 1
 	}
-	b.fn = b.sendmmsg
 }
 
 // queue adds an echo request to t to the batch; false when the batch is full.
@@ -221,21 +281,27 @@ func (s *socket) flush() []sendFailure {
 	b := &s.out
 	b.failed = b.failed[:0]
 	for off := 0; off < b.n; {
-		b.off, b.cnt = off, b.n-off
-		if err := s.rc.Write(b.fn); err != nil { // socket closed
-			for i := off; i < b.n; i++ {
-				b.failed = append(b.failed, sendFailure{i, err})
+		b.calls++
+		r, _, e := syscall.RawSyscall6(sysSENDMMSG, uintptr(s.fd),
+			uintptr(unsafe.Pointer(&b.hdrs[off])), uintptr(b.n-off), 0, 0, 0)
+		switch e {
+		case 0:
+			off += int(r)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			// The send buffer is full: wait until it drains a little.
+			if err := s.wait(pollOut); err != nil {
+				for i := off; i < b.n; i++ {
+					b.failed = append(b.failed, sendFailure{i, err})
+				}
+				return b.failed
 			}
-			break
-		}
-		if b.errno != 0 {
+		default:
 			// sendmmsg reports the error of the first message it could
 			// not send; skip that one and go on with the rest.
-			b.failed = append(b.failed, sendFailure{off, b.errno})
+			b.failed = append(b.failed, sendFailure{off, e})
 			off++
-			continue
 		}
-		off += b.sent
 	}
 	return b.failed
 }
@@ -253,9 +319,8 @@ func (s *socket) recvCalls() uint64 { return s.in.calls }
 
 // resetBatch empties the batch after flush, dropping its references to
 // targets.
-func (s *socket) resetBatch() { s.out.reset() }
-
-func (b *sendBatch) reset() {
+func (s *socket) resetBatch() {
+	b := &s.out
 	for i := 0; i < b.n; i++ {
 		b.targets[i] = nil
 		b.hdrs[i].hdr.Name = nil
@@ -263,18 +328,25 @@ func (b *sendBatch) reset() {
 	b.n = 0
 }
 
-func (b *sendBatch) sendmmsg(fd uintptr) bool {
+// wait blocks in ppoll until the socket is ready for events or is woken
+// for shutdown.
+func (s *socket) wait(events int16) error {
+	fds := [2]pollFd{{fd: int32(s.fd), events: events}, {fd: int32(s.wakeR), events: pollIn}}
 	for {
-		b.calls++
-		r, _, e := syscall.Syscall6(sysSENDMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[b.off])), uintptr(b.cnt), 0, 0, 0)
-		switch e {
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false // the runtime poller waits until writable
+		if s.closed.Load() {
+			return errClosed
 		}
-		b.sent, b.errno = int(r), e
-		return true
+		_, _, e := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&fds[0])), 2, 0, 0, 0, 0)
+		switch {
+		case e == syscall.EINTR:
+			continue
+		case e != 0:
+			return fmt.Errorf("ppoll: %w", e)
+		case fds[1].revents != 0 || s.closed.Load():
+			return errClosed
+		case fds[0].revents != 0:
+			return nil
+		}
 	}
 }
 
@@ -296,7 +368,6 @@ func (b *recvBatch) init() {
 	b.n = maxRecvBatch
 	b.rearm()
 	b.n = 0
-	b.fn = b.recvmmsg
 }
 
 // rearm restores the lengths the kernel overwrote in the last call.
@@ -310,37 +381,78 @@ func (b *recvBatch) rearm() {
 	}
 }
 
-func (b *recvBatch) recvmmsg(fd uintptr) bool {
+// doneReading says the messages of the last read have been matched (or
+// there were none); called with Engine.mu held.
+func (s *socket) doneReading() { s.in.reading.Store(false) }
+
+// readNow reads the replies queued now, without waiting; n is 0 when
+// there are none.
+func (s *socket) readNow() (int, error) {
+	b := &s.in
+	if s.closed.Load() {
+		return 0, errClosed
+	}
 	b.rearm()
 	b.n = 0
+	b.reading.Store(true)
 	for {
 		b.calls++
-		r, _, e := syscall.Syscall6(sysRECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(len(b.hdrs)), 0, 0, 0)
+		r, _, e := syscall.RawSyscall6(sysRECVMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&b.hdrs[0])),
+			uintptr(len(b.hdrs)), syscall.MSG_DONTWAIT, 0, 0)
 		switch e {
+		case 0:
+			b.n = int(r)
+			return b.n, nil
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
-			return false // the runtime poller waits until readable
+			return 0, nil
 		}
-		if e == 0 {
-			b.n = int(r)
-		}
-		b.errno = e
-		return true
+		return 0, fmt.Errorf("recvmmsg: %w", e)
 	}
 }
 
 // read waits for replies and returns how many it got (at least one, unless
 // err is set).
 func (s *socket) read() (int, error) {
-	b := &s.in
-	if err := s.rc.Read(b.fn); err != nil {
-		return 0, err
+	for {
+		n, err := s.readNow()
+		if n > 0 || err != nil {
+			return n, err
+		}
+		s.in.reading.Store(false)
+		if err := s.wait(pollIn); err != nil {
+			return 0, err
+		}
 	}
-	if b.errno != 0 {
-		return 0, fmt.Errorf("recvmmsg: %w", b.errno)
+}
+
+// quiet reports whether no reply can be waiting to be matched: none queued
+// in the kernel and none read but not yet matched. Called with Engine.mu
+// held, which the receive goroutine needs to match; the order of the two
+// checks matters (see Engine.expire).
+func (s *socket) quiet() bool {
+	return !s.peek.queued(s.fd) && !s.in.reading.Load()
+}
+
+func (p *peeker) init() {
+	p.iov.Base = &p.buf[0]
+	p.iov.SetLen(len(p.buf))
+	p.hdr.hdr.Iov = &p.iov
+	p.hdr.hdr.Iovlen = 1
+}
+
+func (p *peeker) queued(fd int) bool {
+	for {
+		p.hdr.hdr.Namelen = 0
+		p.hdr.hdr.Flags = 0
+		_, _, e := syscall.RawSyscall6(sysRECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&p.hdr)), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		if e == syscall.EINTR {
+			continue
+		}
+		return e == 0
 	}
-	return b.n, nil
 }
 
 // message returns the i-th message of the last read: its bytes, its source
@@ -348,20 +460,11 @@ func (s *socket) read() (int, error) {
 func (s *socket) message(i int) (data []byte, from [16]byte, fromOK bool, kernelNs int64) {
 	b := &s.in
 	h := &b.hdrs[i]
-	n := int(h.len)
-	if n > recvBufLen {
-		n = recvBufLen
-	}
+	n := min(int(h.len), recvBufLen)
 	data = b.bufs[i*recvBufLen : i*recvBufLen+n]
-	nameLen := int(h.hdr.Namelen)
-	if nameLen > sizeofSockaddrInet6 {
-		nameLen = sizeofSockaddrInet6
-	}
+	nameLen := min(int(h.hdr.Namelen), sizeofSockaddrInet6)
 	from, fromOK = sockaddrAddr(b.names[i*sizeofSockaddrInet6 : i*sizeofSockaddrInet6+nameLen])
-	oobN := int(h.hdr.Controllen)
-	if oobN > oobLen {
-		oobN = oobLen
-	}
+	oobN := min(int(h.hdr.Controllen), oobLen)
 	kernelNs = kernelTimestamp(b.oobs[i*oobLen : i*oobLen+oobN])
 	return data, from, fromOK, kernelNs
 }
