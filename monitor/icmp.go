@@ -95,11 +95,12 @@ type icmpState struct {
 // changes, and every resolve TTL when names may resolve differently.
 func (m *Monitor) icmpLoop(ctx context.Context) {
 	for {
+		force := m.icmpForce.Swap(false)
 		targets := m.icmpTargets(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		if !m.icmpState.sent || !slices.Equal(targets, m.icmpState.last) {
+		if force || !m.icmpState.sent || !slices.Equal(targets, m.icmpState.last) {
 			m.opts.ICMP(targets)
 			m.icmpState.last, m.icmpState.sent = targets, true
 		}
@@ -110,6 +111,14 @@ func (m *Monitor) icmpLoop(ctx context.Context) {
 		case <-m.clock.After(m.opts.ResolveTTL):
 		}
 	}
+}
+
+// ResendICMPTargets hands the ICMP targets to Options.ICMP again, even if
+// unchanged: for an engine created after the last hand-off (say, when a
+// reload brings the first ICMP probe). It returns at once; Run does the work.
+func (m *Monitor) ResendICMPTargets() {
+	m.icmpForce.Store(true)
+	notify(m.icmpWake)
 }
 
 // resolveTimeout bounds one name lookup for the ICMP targets.

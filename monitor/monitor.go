@@ -68,6 +68,7 @@ type Monitor struct {
 	sem       chan struct{}
 	running   atomic.Bool
 	icmpState icmpState
+	icmpForce atomic.Bool // hand the targets over even if unchanged
 
 	errors   [numKinds][numReasons]atomic.Uint64
 	skipped  [numKinds]atomic.Uint64 // runs skipped: UE busy or previous run still going

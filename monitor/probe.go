@@ -125,13 +125,13 @@ func (u *UE) validate() error {
 }
 
 // expand replaces the UE placeholders in s. In host context an IPv6 address
-// is bracketed so it can stand before ":port".
+// is bracketed so it can stand before ":port", unless s brackets it.
 func expand(s string, ue *UE, hostContext bool) string {
 	if !strings.Contains(s, "{{") {
 		return s
 	}
 	addr := ue.Addr
-	if hostContext {
+	if hostContext && !strings.Contains(s, "[{{ue.addr}}]") {
 		if a, err := netip.ParseAddr(addr); err == nil && a.Is6() {
 			addr = "[" + addr + "]"
 		}

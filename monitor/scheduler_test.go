@@ -272,6 +272,15 @@ func TestReloadKeepsWindowsAndPhases(t *testing.T) {
 		t.Errorf("icmp targets after reload = %+v", pushed[1])
 	}
 	mu.Unlock()
+
+	// An engine created later asks for the same targets again.
+	m.ResendICMPTargets()
+	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(pushed) == 3 })
+	mu.Lock()
+	if !slices.Equal(pushed[2], pushed[1]) {
+		t.Errorf("resent targets %+v, want %+v", pushed[2], pushed[1])
+	}
+	mu.Unlock()
 }
 
 func TestSetUEsRefusesBadConfigWhole(t *testing.T) {
@@ -313,3 +322,20 @@ func TestSetUEsRefusesBadConfigWhole(t *testing.T) {
 }
 
 func startsWith(s, prefix string) bool { return len(s) >= len(prefix) && s[:len(prefix)] == prefix }
+
+func TestPlaceholders(t *testing.T) {
+	v6 := &UE{Name: "cam-7", Addr: "::1"}
+	for _, c := range []struct {
+		in   string
+		host bool
+		want string
+	}{
+		{"{{ue.addr}}:22", true, "[::1]:22"},
+		{"http://[{{ue.addr}}]:8080/{{ue.name}}", true, "http://[::1]:8080/cam-7"},
+		{`up{ue="{{ue.name}}",addr="{{ue.addr}}"}`, false, `up{ue="cam-7",addr="::1"}`},
+	} {
+		if got := expand(c.in, v6, c.host); got != c.want {
+			t.Errorf("expand(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
