@@ -64,6 +64,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/qodwatch/qodwatch/daemon"
 	"github.com/qodwatch/qodwatch/qodclient/qodsim"
 )
 
@@ -141,9 +142,54 @@ func run(p params, tickList string) error {
 		}
 		results = append(results, res)
 	}
+	write, err := stateWriteCost(filepath.Join(dir, "statecost"), p.breaching)
+	if err != nil {
+		return err
+	}
 	report(os.Stdout, p, results)
+	fmt.Fprintf(os.Stdout, "\nOne intent write alone (daemon.StateFile.Update holding %d sessions, fsync'd): p50 %v, max %v of 50.\n",
+		p.breaching, ms2(q(write, .5)), ms2(q(write, 1)))
 	return nil
 }
+
+// stateWriteCost times what each create waits for before its POST: one
+// locked read-modify-write of the state file, fsync'd, with n sessions in
+// it. Creates decided in the same tick queue behind each other's writes.
+func stateWriteCost(dir string, n int) ([]time.Duration, error) {
+	sf, err := daemon.OpenStateFile(dir)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	if _, err := sf.Update(func(s *daemon.State) error {
+		for i := range n {
+			s.AddSession(daemon.Session{UE: ueName(i), ID: fmt.Sprintf("%08d-0000-4000-8000-000000000000", i), QoS: "QOS_E",
+				Rule: "bench", StartedAt: now, ExpiresAt: now.Add(time.Hour), TransactionID: fmt.Sprintf("tx-%d", i), Origin: "daemon"})
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	var out []time.Duration
+	for i := range 50 {
+		start := time.Now()
+		txid := fmt.Sprintf("intent-%d", i)
+		if _, err := sf.Update(func(s *daemon.State) error {
+			s.Intents = append(s.Intents, daemon.Intent{UE: ueName(i), QoS: "QOS_E", Duration: 3600, TransactionID: txid, SentAt: now, Until: now.Add(time.Hour)})
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		out = append(out, time.Since(start))
+		if _, err := sf.Update(func(s *daemon.State) error { s.DropIntent(txid); return nil }); err != nil {
+			return nil, err
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func ms2(d time.Duration) time.Duration { return d.Round(10 * time.Microsecond) }
 
 // --- the UEs: one HTTP target per loopback address ----------------------
 
