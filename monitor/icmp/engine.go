@@ -418,6 +418,12 @@ func (e *Engine) Run(ctx context.Context) error {
 	for _, s := range e.sockets {
 		e.openSocket(s, now)
 	}
+	// Targets set before Run start from now, in phase, rather than all
+	// at once for the cycles that passed meanwhile.
+	for _, t := range e.sends {
+		t.start(now)
+	}
+	e.sends.init()
 	e.mu.Unlock()
 	defer e.shutdown()
 	e.startReceivers()

@@ -105,6 +105,13 @@ func (q *sendQueue) push(t *target) {
 	q.up(t.heapIndex)
 }
 
+// init restores the heap after any number of due times changed.
+func (q sendQueue) init() {
+	for i := len(q)/2 - 1; i >= 0; i-- {
+		q.down(i)
+	}
+}
+
 // fix restores the heap after the due time of the target at i changed.
 func (q sendQueue) fix(i int) {
 	if !q.down(i) {
