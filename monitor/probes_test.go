@@ -9,9 +9,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -387,5 +389,44 @@ func TestPrometheusQueries(t *testing.T) {
 	}
 	if m.errors[kPrometheus][reasonQuery].Load() != 1 {
 		t.Errorf("query errors = %d, want 1", m.errors[kPrometheus][reasonQuery].Load())
+	}
+}
+
+// TestUnansweredCountsAsLost: a listener whose accept queue is full drops
+// new SYNs, so a connect gets no answer; an HTTP server that never answers
+// likewise. Both are losses, not errors.
+func TestUnansweredCountsAsLost(t *testing.T) {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 4, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := syscall.Getsockname(fd)
+	addr := net.JoinHostPort("127.0.4.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
+	// Fill the accept queue (nobody accepts).
+	for range 2 {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			break
+		}
+		defer c.Close()
+	}
+	e := realEnv()
+	o := runOnce(t, e, TCP{Address: addr, Interval: time.Second, Timeout: 200 * time.Millisecond}, UE{Name: "a", Addr: "127.0.4.1"})
+	if !o.Lost || o.Err != nil {
+		t.Errorf("connect to a full queue: %+v, want lost", o)
+	}
+
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	defer hang.Close()
+	o = runOnce(t, e, HTTP{URL: hang.URL, Interval: time.Second, Timeout: 100 * time.Millisecond}, UE{Name: "a", Addr: "127.0.0.1"})
+	if !o.Lost || o.Err != nil {
+		t.Errorf("silent server: %+v, want lost", o)
 	}
 }
