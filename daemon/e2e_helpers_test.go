@@ -23,8 +23,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"github.com/qodwatch/qodwatch/config"
 	"github.com/qodwatch/qodwatch/daemon"
 	"github.com/qodwatch/qodwatch/policy"
@@ -159,6 +157,7 @@ type env struct {
 	logs    *syncBuffer
 
 	notifyLn net.Listener
+	receiver atomic.Pointer[http.Handler] // the running daemon's
 
 	mu      sync.Mutex
 	running *running
@@ -201,6 +200,16 @@ func newEnv(t *testing.T, o envOptions) *env {
 			t.Fatal(err)
 		}
 		e.notifyLn = ln
+		srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h := e.receiver.Load()
+			if h == nil {
+				http.Error(w, "no daemon running", http.StatusServiceUnavailable)
+				return
+			}
+			(*h).ServeHTTP(w, r)
+		})}
+		go func() { _ = srv.Serve(ln) }()
+		t.Cleanup(func() { _ = srv.Close() })
 		e.spec.notifyURL = "http://" + ln.Addr().String() + "/qodwatch"
 		e.spec.notifyListen = ln.Addr().String()
 	}
@@ -226,7 +235,6 @@ type running struct {
 	d      *daemon.Daemon
 	cancel context.CancelFunc
 	done   chan error
-	srv    *http.Server
 	once   sync.Once
 	err    error
 }
@@ -244,13 +252,10 @@ func (e *env) start(cfg *config.Config, configFile string) *running {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{d: d, cancel: cancel, done: make(chan error, 1)}
 	if e.notifyLn != nil {
-		// The receiver keeps its listener across daemon restarts; each
-		// daemon gets it while it runs.
-		mux := http.NewServeMux()
-		mux.Handle("/", d.NotificationReceiver())
-		r.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		ln := &keepOpen{Listener: e.notifyLn}
-		go func() { _ = r.srv.Serve(ln) }()
+		// The receiver's port outlives daemon restarts, as a proxy in
+		// front of the daemon would.
+		var h http.Handler = d.NotificationReceiver()
+		e.receiver.Store(&h)
 	}
 	go func() { r.done <- d.Run(ctx) }()
 	e.mu.Lock()
@@ -258,11 +263,6 @@ func (e *env) start(cfg *config.Config, configFile string) *running {
 	e.mu.Unlock()
 	return r
 }
-
-// keepOpen lets several http.Servers take turns on one listener.
-type keepOpen struct{ net.Listener }
-
-func (k *keepOpen) Close() error { return nil }
 
 // stop cancels the run context and waits for Run to return.
 func (r *running) stop(t *testing.T) error {
@@ -273,11 +273,6 @@ func (r *running) stop(t *testing.T) error {
 		case r.err = <-r.done:
 		case <-time.After(waitLong):
 			t.Errorf("daemon did not stop within %v", waitLong)
-		}
-		if r.srv != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			_ = r.srv.Shutdown(ctx)
 		}
 	})
 	return r.err
@@ -327,8 +322,6 @@ func (r *running) metric(t *testing.T, name string, labels ...string) float64 {
 	}
 	return 0
 }
-
-var _ = testutil.GatherAndLint // used by the metrics scenario
 
 // tally is the simulator's request log summed up.
 type tally struct {
