@@ -175,10 +175,12 @@ func (m *Monitor) SetUEs(ues []UE) error {
 		u.Probes = append([]Probe(nil), u.Probes...)
 		plans[i].ue = u
 		nICMP := 0
-		for j, p := range u.Probes {
-			if p == nil {
-				return fmt.Errorf("ue %q: probe %d is nil", u.Name, j)
+		for j := range u.Probes {
+			p, err := normalize(u.Probes[j])
+			if err != nil {
+				return fmt.Errorf("ue %q: probe %d: %w", u.Name, j, err)
 			}
+			u.Probes[j] = p
 			b, err := p.bind(&u)
 			if err != nil {
 				return fmt.Errorf("ue %q: %s probe: %w", u.Name, p.Kind(), err)

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // UE is one device to watch, as the config describes it.
@@ -110,18 +111,58 @@ func (u *UE) validate() error {
 	if u.Name == "" {
 		return errors.New("ue without a name")
 	}
+	// Names, addresses and labels become label values, which must be UTF-8.
+	if !utf8.ValidString(u.Name) {
+		return fmt.Errorf("ue %q: name is not valid UTF-8", u.Name)
+	}
 	if u.Addr == "" {
 		return fmt.Errorf("ue %q: no address", u.Name)
 	}
 	if strings.ContainsAny(u.Addr, " /\t\n[]") {
 		return fmt.Errorf("ue %q: address %q is neither an IP address nor a host name", u.Name, u.Addr)
 	}
-	for k := range u.Labels {
+	for k, v := range u.Labels {
 		if !labelName.MatchString(k) || strings.HasPrefix(k, "__") || reservedLabels[k] {
 			return fmt.Errorf("ue %q: label name %q is not allowed (want [a-zA-Z_][a-zA-Z0-9_]*, not ue or addr)", u.Name, k)
 		}
+		if !utf8.ValidString(v) {
+			return fmt.Errorf("ue %q: label %s: value is not valid UTF-8", u.Name, k)
+		}
 	}
 	return nil
+}
+
+// normalize turns a pointer to a probe struct into the struct, so a probe
+// compares equal across reloads however it was passed, and a nil pointer is
+// an error rather than a panic.
+func normalize(p Probe) (Probe, error) {
+	switch v := p.(type) {
+	case nil:
+		return nil, errors.New("nil probe")
+	case *ICMP:
+		if v != nil {
+			return *v, nil
+		}
+	case *TCP:
+		if v != nil {
+			return *v, nil
+		}
+	case *HTTP:
+		if v != nil {
+			return *v, nil
+		}
+	case *Throughput:
+		if v != nil {
+			return *v, nil
+		}
+	case *Prometheus:
+		if v != nil {
+			return *v, nil
+		}
+	default:
+		return p, nil
+	}
+	return nil, fmt.Errorf("nil %T probe", p)
 }
 
 // expand replaces the UE placeholders in s. In host context an IPv6 address

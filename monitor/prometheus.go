@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Prometheus is a passive probe: an instant PromQL query against a
@@ -31,8 +32,13 @@ type Prometheus struct {
 func (Prometheus) Kind() string { return KindPrometheus }
 
 func (p Prometheus) bind(ue *UE) (boundProbe, error) {
-	if p.Name == "" || len(p.Name) > 64 {
-		return nil, fmt.Errorf("name %q: want 1 to 64 characters", p.Name)
+	if p.Name == "" || len(p.Name) > 64 || !utf8.ValidString(p.Name) {
+		return nil, fmt.Errorf("name %q: want 1 to 64 characters of UTF-8", p.Name)
+	}
+	for _, q := range ue.Probes {
+		if o, ok := q.(Prometheus); ok && o != p && o.Name == p.Name {
+			return nil, fmt.Errorf("name %q is used by another prometheus probe of the UE", p.Name)
+		}
 	}
 	if err := checkInterval("prometheus "+p.Name, p.Interval); err != nil {
 		return nil, err

@@ -305,7 +305,13 @@ func TestSetUEsRefusesBadConfigWhole(t *testing.T) {
 		{UE{Name: "x", Addr: "h", Probes: []Probe{Throughput{URL: "http://h/", Interval: 3 * time.Second}}}, `ue "x": throughput probe: max time 3s leaves no room in the interval 3s`},
 		{UE{Name: "x", Addr: "h", Probes: []Probe{Throughput{URL: "http://h/", Interval: time.Minute, MaxBytes: 10}}}, `ue "x": throughput probe: max bytes 10 is too small`},
 		{UE{Name: "x", Addr: "h", Probes: []Probe{Prometheus{ServerURL: "http://p", Query: "up", Interval: time.Second}}}, `ue "x": prometheus probe: name "": want 1 to 64 characters`},
-		{UE{Name: "x", Addr: "h", Probes: []Probe{nil}}, `ue "x": probe 0 is nil`},
+		{UE{Name: "x", Addr: "h", Probes: []Probe{
+			Prometheus{Name: "v", ServerURL: "http://p", Query: "a", Interval: time.Second},
+			Prometheus{Name: "v", ServerURL: "http://p", Query: "b", Interval: time.Second},
+		}}, `ue "x": prometheus probe: name "v" is used by another prometheus probe of the UE`},
+		{UE{Name: "x", Addr: "h", Probes: []Probe{nil}}, `ue "x": probe 0: nil probe`},
+		{UE{Name: "x", Addr: "h", Probes: []Probe{(*TCP)(nil)}}, `ue "x": probe 0: nil *monitor.TCP probe`},
+		{UE{Name: "x\xff", Addr: "h"}, `ue "x\xff": name is not valid UTF-8`},
 	}
 	for _, c := range cases {
 		err := m.SetUEs([]UE{good, c.ue})
