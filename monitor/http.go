@@ -31,7 +31,7 @@ func (p HTTP) bind(ue *UE) (boundProbe, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &httpBound{url: u.String(), interval: p.Interval, timeout: timeoutFor(p.Timeout, p.Interval)}
+	b := &httpBound{url: u.String(), host: u.Hostname(), interval: p.Interval, timeout: timeoutFor(p.Timeout, p.Interval)}
 	if b.timeout > b.interval {
 		return nil, fmt.Errorf("timeout %v is longer than the interval %v", b.timeout, b.interval)
 	}
@@ -58,7 +58,7 @@ func parseProbeURL(s string) (*url.URL, error) {
 }
 
 type httpBound struct {
-	url               string
+	url, host         string
 	interval, timeout time.Duration
 }
 
@@ -76,6 +76,11 @@ func (b *httpBound) run(ctx context.Context, e *env) outcome {
 		return outcome{Result: Result{Err: fmt.Errorf("http probe %s: %w", b.url, err)}}
 	}
 	req.Header.Set("User-Agent", userAgent)
+	// Resolve before the clock starts: a name lookup is not the UE's delay.
+	// The dial then finds the address in the cache.
+	if _, err := e.resolver.resolve(ctx, b.host); err != nil {
+		return outcome{Result: Result{Err: withReason(reasonResolve, err)}}
+	}
 	start = time.Now()
 	resp, err := e.probeClient.Do(req)
 	if err != nil {
