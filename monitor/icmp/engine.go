@@ -1,16 +1,21 @@
-// Package icmp is qodwatch's ICMP echo engine: it pings thousands of UEs
-// over one shared socket per address family (issue 3), where one socket and
-// goroutine per target would make the kernel copy every reply to every
-// socket and keep both cores busy from about 2,000 targets.
+// Package icmp is qodwatch's ICMP echo engine (issue 3). It pings thousands
+// of UEs over one shared socket per address family and source address: one
+// socket and goroutine per target would make the kernel copy every reply to
+// every socket and keep both cores busy from about 2,000 targets.
 //
-// One goroutine sends on a schedule: a min-heap of due sends and one timer
-// set to the earliest send or packet timeout, so the engine sleeps between
-// sends and does everything due at a wakeup in one batch (one sendmmsg per
-// socket). Target starts are spread evenly over their interval. One
-// goroutine per socket receives continuously (recvmmsg) and matches each
-// reply by id, sequence, a random per-engine token and a unique serial in
-// the payload, using a slot table indexed by serial: no per-packet
-// allocation, map lookup or goroutine.
+// Sending: one goroutine (Run) keeps a min-heap of due sends and one of
+// packet timeouts, and sleeps on one timer until the earliest. Target starts
+// are spread evenly over their interval. Everything due within
+// Options.Coalesce of a wakeup goes out in one sendmmsg per socket.
+//
+// Receiving: one goroutine per socket reads with recvmmsg and matches each
+// reply by id, sequence, a random per-engine token and a unique serial in the
+// payload, through a slot table indexed by serial: no allocation, map lookup
+// or goroutine per packet. RTTs come from the kernel's receive timestamps, so
+// they do not depend on when a reply is read. That lets the reader run once
+// per sender wakeup instead of once per reply: at a thousand targets the
+// wakeups, not the packets, are what costs. A packet times out only once
+// every reply that reached the kernel before its deadline has been matched.
 package icmp
 
 import (
@@ -189,7 +194,8 @@ type Counters struct {
 }
 
 // Engine pings a set of targets. Create it with New, give it targets with
-// SetTargets (before or while Run runs) and call Run once.
+// SetTargets (before or while Run runs) and call Run once. Sockets are
+// opened as targets need them and closed when Run returns.
 type Engine struct {
 	rec       monitor.Recorder
 	log       *slog.Logger

@@ -104,7 +104,7 @@ func TestMatchLate(t *testing.T) {
 	old := f.reply(f.serial)
 	f.e.slots.at(f.serial).state = slotExpired
 	for range len(f.e.slots.slots) - 1 {
-		*f.e.slots.at(f.send(900*ms)) = slot{}
+		*f.e.slots.at(f.send(900 * ms)) = slot{}
 	}
 	newer := f.send(900 * ms)
 	if f.e.slots.at(f.serial) != f.e.slots.at(newer) {
