@@ -79,17 +79,21 @@ type Daemon struct {
 	cfg         *config.Config
 	api         SessionAPI
 	engine      *policy.Engine
-	busy        map[string]bool // UE has an API call in flight
+	busy        map[string]uint64 // UE -> the number of its API call in flight
+	opSeq       uint64
 	polling     map[string]bool // session ids with a GET in flight
 	lastPoll    time.Time
-	syncing     bool            // a state file sync is in flight
-	gone        map[string]bool // session ids seen ended, never adopted again
+	syncing     bool                 // a state file sync is in flight
+	gone        map[string]time.Time // session ids seen ended (and when), never adopted again
+	strays      map[string]string    // session id -> UE: sessions to end that a DELETE failed for
+	suspects    map[string]string    // UE -> transaction id of another process's create it is suspected for
+	lastPrune   time.Time
 	notifyToken string
 	decisions   []policy.Decision
 	obsProm     map[string]map[string]policy.PromSample
 	dryRunSeq   int
 
-	ops    sync.WaitGroup
+	ops    *opTracker
 	opsCtx context.Context // API calls; outlives the run context by the grace period
 	stopOp context.CancelFunc
 }
@@ -114,16 +118,19 @@ func New(opts Options) (*Daemon, error) {
 	}
 	cfg := opts.Config
 	d := &Daemon{
-		opts:    opts,
-		log:     opts.Logger,
-		now:     opts.Now,
-		reg:     opts.Registry,
-		cfg:     cfg,
-		api:     opts.API,
-		busy:    map[string]bool{},
-		polling: map[string]bool{},
-		gone:    map[string]bool{},
-		obsProm: map[string]map[string]policy.PromSample{},
+		opts:     opts,
+		log:      opts.Logger,
+		now:      opts.Now,
+		reg:      opts.Registry,
+		cfg:      cfg,
+		api:      opts.API,
+		busy:     map[string]uint64{},
+		polling:  map[string]bool{},
+		gone:     map[string]time.Time{},
+		strays:   map[string]string{},
+		suspects: map[string]string{},
+		ops:      newOpTracker(),
+		obsProm:  map[string]map[string]policy.PromSample{},
 	}
 	d.opsCtx, d.stopOp = context.WithCancel(context.Background())
 	if cfg.StateDir != "" {
@@ -188,7 +195,7 @@ func (d *Daemon) Monitor() *monitor.Monitor { return d.mon }
 func (d *Daemon) NotificationReceiver() *NotificationReceiver {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return &NotificationReceiver{Token: d.notifyToken, Logger: d.log, OnTerminated: d.sessionTerminated,
+	return &NotificationReceiver{Token: d.notifyToken, Logger: d.log, OnSessionTerminated: d.sessionTerminated,
 		Mode: d.cfg.Notifications.AuthMode}
 }
 
@@ -252,7 +259,11 @@ func randomToken() string {
 // Run probes, decides and acts until ctx ends, then shuts down: it waits for
 // calls in flight and, with release_on_shutdown, ends every session held.
 func (d *Daemon) Run(ctx context.Context) error {
-	d.runCtx = ctx
+	d.mu.Lock()
+	d.icmpMu.Lock()
+	d.runCtx = ctx // read by reloads, which may come at any time
+	d.icmpMu.Unlock()
+	d.mu.Unlock()
 	if err := d.startICMPIfNeeded(); err != nil {
 		return err
 	}
@@ -292,20 +303,25 @@ func (d *Daemon) startICMPIfNeeded() error {
 	need := hasICMP(d.cfg)
 	d.mu.Unlock()
 	d.icmpMu.Lock()
-	defer d.icmpMu.Unlock()
 	if !need || d.icmpEng != nil {
+		d.icmpMu.Unlock()
 		return nil
 	}
 	eng, err := icmp.New(icmp.Options{Recorder: d.mon, Mode: d.opts.ICMPMode, Logger: d.log})
 	if err != nil {
+		d.icmpMu.Unlock()
 		return fmt.Errorf("icmp probes: %w", err)
 	}
 	d.icmpEng = eng
+	d.icmpMu.Unlock()
 	go func() {
 		if err := eng.Run(d.runCtx); err != nil && d.runCtx.Err() == nil {
 			d.log.Error("icmp engine stopped", "err", err)
 		}
 	}()
+	// The monitor hands over targets only when they change; an engine
+	// started after SetUEs (first start, or a reload adding ICMP) asks.
+	d.mon.ResendICMPTargets()
 	return nil
 }
 
@@ -316,6 +332,7 @@ func (d *Daemon) Tick() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.expireHeld(now)
+	d.pruneGone(now)
 	d.decisions = d.engine.Tick(now, d.observe, d.decisions[:0])
 	for _, dec := range d.decisions {
 		d.dispatch(dec)
@@ -368,7 +385,7 @@ func (d *Daemon) observe(ue string) policy.Observation {
 // poll or a notification: the operator ends them at that moment too.
 func (d *Daemon) expireHeld(now time.Time) {
 	for _, st := range d.engine.Statuses(nil) {
-		if !st.HasSession || st.Session.ExpiresAt.IsZero() || now.Before(st.Session.ExpiresAt) || d.busy[st.UE] {
+		if !st.HasSession || st.Session.ExpiresAt.IsZero() || now.Before(st.Session.ExpiresAt) || d.isBusy(st.UE) {
 			continue
 		}
 		d.log.Info("session expired", "ue", st.UE, "session_id", st.Session.ID, "qos", st.Session.QoS)
@@ -379,7 +396,7 @@ func (d *Daemon) expireHeld(now time.Time) {
 // ended tells the engine a session is gone and forgets it in the state file.
 // The caller holds d.mu.
 func (d *Daemon) ended(now time.Time, ue, id string, why policy.EndReason) {
-	d.gone[id] = true
+	d.gone[id] = now
 	if err := d.engine.Ended(now, ue, id, why); err != nil {
 		d.log.Warn("policy refused session end", "ue", ue, "session_id", id, "err", err)
 	}
@@ -395,9 +412,7 @@ func (d *Daemon) persistAsync(change func(*State)) {
 		return
 	}
 	usage := d.engine.Usage(d.now())
-	d.ops.Add(1)
-	go func() {
-		defer d.ops.Done()
+	d.ops.goWrite(func() {
 		if _, err := d.store.Update(func(s *State) error {
 			change(s)
 			s.setBudget(usage)
@@ -405,7 +420,31 @@ func (d *Daemon) persistAsync(change func(*State)) {
 		}); err != nil {
 			d.log.Error("state file update failed", "err", err)
 		}
-	}()
+	})
+}
+
+// goneTTL is how long an ended session's id is remembered: long enough
+// for the state file to catch up and for late notifications about it.
+const goneTTL = time.Hour
+
+// isBusy reports whether ue has an API call in flight. The caller holds d.mu.
+func (d *Daemon) isBusy(ue string) bool {
+	_, ok := d.busy[ue]
+	return ok
+}
+
+// pruneGone forgets old ended sessions, so the set does not grow for as
+// long as the daemon runs. The caller holds d.mu.
+func (d *Daemon) pruneGone(now time.Time) {
+	if now.Sub(d.lastPrune) < time.Minute {
+		return
+	}
+	d.lastPrune = now
+	for id, at := range d.gone {
+		if now.Sub(at) > goneTTL {
+			delete(d.gone, id)
+		}
+	}
 }
 
 // Reload rereads the config file. A config with any error is refused and
@@ -505,11 +544,15 @@ func (d *Daemon) Usage() policy.Usage {
 
 // shutdown waits for the calls in flight, then ends every session held if
 // release_on_shutdown is set; otherwise sessions run on and are adopted at
-// the next start.
+// the next start. No API call starts once it has begun (notifications that
+// arrive meanwhile are settled at the next start), and it returns only
+// after every state write it waited for is done.
 func (d *Daemon) shutdown() error {
+	d.ops.stop()
 	deadline := time.AfterFunc(d.opts.ShutdownGrace, d.stopOp)
 	defer deadline.Stop()
-	d.ops.Wait()
+	defer d.stopOp()
+	d.ops.wait()
 	d.mu.Lock()
 	release := d.cfg.Guards.ReleaseOnShutdown && !d.cfg.DryRun
 	var held []policy.Status
@@ -523,7 +566,6 @@ func (d *Daemon) shutdown() error {
 		if len(held) > 0 {
 			d.log.Info("stopping; sessions kept and adopted at the next start", "sessions", len(held))
 		}
-		d.stopOp()
 		return nil
 	}
 	d.log.Info("stopping; ending sessions (release_on_shutdown)", "sessions", len(held))
@@ -536,21 +578,26 @@ func (d *Daemon) shutdown() error {
 			api := d.api
 			d.mu.Unlock()
 			txid := qodclient.NewTransactionID()
-			err := api.Delete(qodclient.WithTransactionID(d.opsCtx, txid), st.Session.ID)
+			ctx, cancel := context.WithTimeout(qodclient.WithTransactionID(d.opsCtx, txid), d.callTimeout())
+			defer cancel()
+			err := api.Delete(ctx, st.Session.ID)
 			d.countAPI("delete", err)
 			if err != nil {
 				d.log.Error("end session on shutdown failed; it stays in the state file", "ue", st.UE, "session_id", st.Session.ID, "transaction_id", txid, "err", err)
 				return
 			}
 			d.log.Info("session ended on shutdown", "ue", st.UE, "session_id", st.Session.ID, "transaction_id", txid)
-			if d.store != nil {
-				if _, err := d.store.Update(func(s *State) error { s.RemoveSession(st.Session.ID); return nil }); err != nil {
-					d.log.Error("state file update failed", "err", err)
-				}
+			d.forget(st.Session.ID)
+			d.mu.Lock()
+			d.gone[st.Session.ID] = d.now()
+			if err := d.engine.Ended(d.now(), st.UE, st.Session.ID, policy.EndReleased); err != nil {
+				d.log.Warn("policy refused session end", "ue", st.UE, "session_id", st.Session.ID, "err", err)
 			}
+			d.metrics.sessionsEnded.WithLabelValues(policy.EndReleased.String()).Inc()
+			d.mu.Unlock()
 		}(st)
 	}
 	wg.Wait()
-	d.stopOp()
+	d.ops.wait()
 	return nil
 }

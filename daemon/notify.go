@@ -40,6 +40,11 @@ type NotificationReceiver struct {
 	// OnTerminated is called for every SESSION_TERMINATED (or a CloudEvent
 	// saying the session became UNAVAILABLE).
 	OnTerminated func(sessionID string)
+	// OnSessionTerminated, if set, is called instead of OnTerminated, also
+	// with the transaction id of the create that asked for the session
+	// when the notification URL carries it (see the daemon's notification
+	// URLs: .../tx/{transaction id}/notifications), else "".
+	OnSessionTerminated func(sessionID, transactionID string)
 	Logger       *slog.Logger
 	// Mode limits where the token may be: "apikey", "bearer", or "" / "any"
 	// for either.
@@ -73,8 +78,13 @@ func (n *NotificationReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request)
 		http.Error(w, "malformed notification", http.StatusBadRequest)
 		return
 	}
-	n.logger().Info("notification received", "session_id", id, "terminated", terminated)
-	if terminated && n.OnTerminated != nil {
+	txid := transactionIDOf(r.URL.Path)
+	n.logger().Info("notification received", "session_id", id, "terminated", terminated, "transaction_id", txid)
+	switch {
+	case !terminated:
+	case n.OnSessionTerminated != nil:
+		n.OnSessionTerminated(id, txid)
+	case n.OnTerminated != nil:
 		n.OnTerminated(id)
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -95,6 +105,33 @@ func (n *NotificationReceiver) authorized(r *http.Request) bool {
 		}
 	}
 	return subtle.ConstantTimeCompare([]byte(got), []byte(n.Token)) == 1
+}
+
+// notifyTxSegment precedes the create's transaction id in the path of the
+// notification URLs the daemon hands out.
+const notifyTxSegment = "tx"
+
+// transactionIDOf reads the transaction id from a notification path
+// .../tx/{id}/notifications; "" if there is none or it is malformed.
+func transactionIDOf(path string) string {
+	rest, ok := strings.CutSuffix(path, "/notifications")
+	if !ok {
+		return ""
+	}
+	i := strings.LastIndexByte(rest, '/')
+	if i < 0 || !strings.HasSuffix(rest[:i], "/"+notifyTxSegment) {
+		return ""
+	}
+	id := rest[i+1:]
+	if len(id) == 0 || len(id) > 64 {
+		return ""
+	}
+	for _, c := range id {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == '-') {
+			return ""
+		}
+	}
+	return id
 }
 
 func (n *NotificationReceiver) logger() *slog.Logger {

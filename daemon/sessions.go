@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/qodwatch/qodwatch/config"
@@ -14,6 +15,9 @@ import (
 // intentMargin is added to a create's duration before its intent is
 // forgotten: clocks of operator and host may disagree a little.
 const intentMargin = time.Minute
+
+// qodMaxDuration is the longest session the QoD APIs grant.
+const qodMaxDuration = 24 * time.Hour
 
 // dispatch starts what a decision asks for. The caller holds d.mu.
 func (d *Daemon) dispatch(dec policy.Decision) {
@@ -29,16 +33,29 @@ func (d *Daemon) dispatch(dec policy.Decision) {
 		_ = d.engine.Failed(d.now(), dec.UE, policy.Failure{Err: errors.New("UE no longer configured")})
 		return
 	}
-	d.busy[dec.UE] = true
-	req := sessionOp{dec: dec, api: d.api}
+	d.opSeq++
+	req := sessionOp{dec: dec, api: d.api, seq: d.opSeq, notifyBase: d.notifyURL()}
 	if ok {
-		req.body = createRequest(ue, dec.QoS, int(dec.Duration/time.Second), d.notifyURL(), d.notifyToken)
+		req.body = createRequest(ue, dec.QoS, int(dec.Duration/time.Second), req.notifyBase, d.notifyToken)
 	}
-	d.ops.Add(1)
-	go func() {
-		defer d.ops.Done()
-		d.run(req)
-	}()
+	if !d.ops.goAPI(func() { d.run(req) }) {
+		_ = d.engine.Failed(d.now(), dec.UE, policy.Failure{Err: errStopping, Retryable: true})
+		return
+	}
+	d.busy[dec.UE] = req.seq
+}
+
+var errStopping = errors.New("the daemon is stopping")
+
+// notifyURLFor is the notificationUrl of one create: the public URL with
+// the create's transaction id in the path, so that the end of a session
+// whose create answer was lost can still be tied to its UE. The operator
+// appends /notifications; the receiver accepts any path ending so.
+func notifyURLFor(base, txid string) string {
+	if base == "" {
+		return ""
+	}
+	return strings.TrimSuffix(base, "/") + "/" + notifyTxSegment + "/" + txid
 }
 
 func (d *Daemon) notifyURL() string {
@@ -51,9 +68,11 @@ func (d *Daemon) notifyURL() string {
 // sessionOp is one decision being carried out, with what it needs copied
 // out of the locked daemon.
 type sessionOp struct {
-	dec  policy.Decision
-	api  SessionAPI
-	body qodclient.CreateSessionRequest
+	dec        policy.Decision
+	api        SessionAPI
+	body       qodclient.CreateSessionRequest
+	seq        uint64 // its number in d.busy
+	notifyBase string // notifications.public_url, "" if none
 }
 
 // run carries out one decision and reports each step back to the engine in
@@ -62,7 +81,11 @@ type sessionOp struct {
 func (d *Daemon) run(op sessionOp) {
 	defer func() {
 		d.mu.Lock()
-		delete(d.busy, op.dec.UE)
+		// A tick may have started the UE's next call once the engine
+		// heard how this one went; that one is not ours to clear.
+		if d.busy[op.dec.UE] == op.seq {
+			delete(d.busy, op.dec.UE)
+		}
 		d.mu.Unlock()
 	}()
 	switch op.dec.Kind {
@@ -99,7 +122,7 @@ func (d *Daemon) release(op sessionOp) bool {
 	log.Info("session ended", "decision", op.dec.Kind.String())
 	d.forget(op.dec.SessionID)
 	d.mu.Lock()
-	d.gone[op.dec.SessionID] = true
+	d.gone[op.dec.SessionID] = d.now()
 	if err := d.engine.Ended(d.now(), op.dec.UE, op.dec.SessionID, policy.EndReleased); err != nil {
 		log.Warn("policy refused session end", "err", err)
 	}
@@ -113,13 +136,21 @@ func (d *Daemon) release(op sessionOp) bool {
 // at any point leaves the daemon knowing, or suspecting, every session.
 func (d *Daemon) open(op sessionOp) {
 	txid := qodclient.NewTransactionID()
-	now := d.now()
+	sent := d.now()
 	log := d.log.With("ue", op.dec.UE, "qos", op.dec.QoS, "transaction_id", txid)
+	if op.body.NotificationURL != "" {
+		op.body.NotificationURL = notifyURLFor(op.notifyBase, txid)
+	}
 	intent := Intent{
 		UE: op.dec.UE, QoS: op.dec.QoS, Duration: op.body.Duration, TransactionID: txid,
-		SentAt: now, Until: now.Add(op.dec.Duration + intentMargin), Origin: "daemon",
+		SentAt: sent, Until: sent.Add(op.dec.Duration + intentMargin), Origin: "daemon",
 	}
-	if _, err := d.store.Update(func(s *State) error { s.Intents = append(s.Intents, intent); return nil }); err != nil {
+	usage := d.Usage()
+	if _, err := d.store.Update(func(s *State) error {
+		s.Intents = append(s.Intents, intent)
+		s.setBudget(usage) // the engine charged the session when it decided
+		return nil
+	}); err != nil {
 		log.Error("not creating a session: its intent could not be recorded", "err", err)
 		d.mu.Lock()
 		_ = d.engine.Failed(d.now(), op.dec.UE, policy.Failure{Err: err, Retryable: true})
@@ -153,15 +184,14 @@ func (d *Daemon) open(op sessionOp) {
 		d.mu.Unlock()
 		return
 	}
+	answered := d.now()
 	s := Session{
 		UE: op.dec.UE, ID: info.ID, QoS: string(info.QoS), Rule: op.dec.Rule,
-		StartedAt: orNow(info.StartedAt, now), ExpiresAt: info.ExpiresAt, TransactionID: txid, Origin: "daemon",
+		StartedAt: sent, ExpiresAt: answered.Add(grantedDuration(info, op.dec.Duration)),
+		TransactionID: txid, Origin: "daemon",
 	}
 	if s.QoS == "" {
 		s.QoS = op.dec.QoS
-	}
-	if s.ExpiresAt.IsZero() {
-		s.ExpiresAt = s.StartedAt.Add(op.dec.Duration)
 	}
 	failpoint(fpAfterCreate)
 	if _, err := d.store.Update(func(st *State) error { st.AddSession(s); return nil }); err != nil {
@@ -172,7 +202,8 @@ func (d *Daemon) open(op sessionOp) {
 	failpoint(fpAfterRecord)
 	log.Info("session opened", "session_id", s.ID, "expires_at", s.ExpiresAt, "decision", op.dec.Kind.String())
 	d.mu.Lock()
-	if err := d.engine.Opened(d.now(), op.dec.UE, policy.Session{ID: s.ID, QoS: s.QoS, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt}); err != nil {
+	now := d.now()
+	if err := d.engine.Opened(now, op.dec.UE, policy.Session{ID: s.ID, QoS: s.QoS, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt}); err != nil {
 		// A second session for the UE: end it rather than pay twice.
 		log.Error("policy refused the new session; ending it", "session_id", s.ID, "err", err)
 		d.mu.Unlock()
@@ -180,9 +211,36 @@ func (d *Daemon) open(op sessionOp) {
 		return
 	}
 	d.metrics.sessionsOpened.WithLabelValues(s.QoS).Inc()
+	if _, ended := d.gone[s.ID]; ended {
+		// The network's notice of its end overtook the create's answer.
+		log.Warn("session ended by the network before its create was answered", "session_id", s.ID)
+		d.ended(now, op.dec.UE, s.ID, policy.EndTerminated)
+	}
 	d.mu.Unlock()
 }
 
+// grantedDuration is how long the operator says a session lasts: its
+// duration field, else the span of its own start and expiry times, else
+// what was asked for. Session times are kept on this host's clock (start:
+// when the create was sent; expiry: when its answer came plus this span),
+// because the operator's clock may differ from ours by more than a
+// session's length, and DevEdge gives whole seconds. The expiry is thus
+// never before the operator's, and the renewal comes renew_before ahead of
+// it, less the create's round trip.
+func grantedDuration(info *qodclient.SessionInfo, asked time.Duration) time.Duration {
+	switch {
+	case info.Duration > 0:
+		return time.Duration(info.Duration) * time.Second
+	case !info.StartedAt.IsZero() && info.ExpiresAt.After(info.StartedAt):
+		return info.ExpiresAt.Sub(info.StartedAt)
+	}
+	return asked
+}
+
+// deleteStray ends a session the policy would not take (a second one for
+// its UE, or one of a UE gone from the config). If that fails it is tried
+// again at each poll: it is in the state file, but nothing else would end
+// it before it expires.
 func (d *Daemon) deleteStray(ue, id string) {
 	txid := qodclient.NewTransactionID()
 	ctx, cancel := context.WithTimeout(qodclient.WithTransactionID(d.opsCtx, txid), d.callTimeout())
@@ -193,22 +251,26 @@ func (d *Daemon) deleteStray(ue, id string) {
 	err := api.Delete(ctx, id)
 	d.countAPI("delete", err)
 	if err != nil {
-		d.log.Error("ending stray session failed; it stays in the state file", "ue", ue, "session_id", id, "transaction_id", txid, "err", err)
+		d.log.Error("ending stray session failed; it stays in the state file and is tried again", "ue", ue, "session_id", id, "transaction_id", txid, "err", err)
+		d.mu.Lock()
+		d.strays[id] = ue
+		d.mu.Unlock()
 		return
 	}
 	d.forget(id)
-}
-
-func orNow(t, now time.Time) time.Time {
-	if t.IsZero() {
-		return now
-	}
-	return t
+	d.mu.Lock()
+	delete(d.strays, id)
+	d.gone[id] = d.now()
+	d.mu.Unlock()
 }
 
 func (d *Daemon) callTimeout() time.Duration {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.callTimeoutLocked()
+}
+
+func (d *Daemon) callTimeoutLocked() time.Duration {
 	// Retries of one call fit in a few timeouts.
 	t := d.cfg.API.Timeout
 	if t <= 0 {
@@ -237,11 +299,18 @@ func failure(err error) policy.Failure {
 	return f
 }
 
+// forget removes a session from the state file. The caller does not hold
+// d.mu.
 func (d *Daemon) forget(id string) {
 	if d.store == nil {
 		return
 	}
-	if _, err := d.store.Update(func(s *State) error { s.RemoveSession(id); return nil }); err != nil {
+	usage := d.Usage()
+	if _, err := d.store.Update(func(s *State) error {
+		s.RemoveSession(id)
+		s.setBudget(usage)
+		return nil
+	}); err != nil {
 		d.log.Error("state file update failed", "err", err)
 	}
 }
@@ -253,88 +322,165 @@ func (d *Daemon) forgetIntent(txid string) {
 }
 
 // pollHeld checks every held session with GET: the only signal that the
-// network ended it when notifications don't reach us. The caller holds d.mu.
+// network ended it when notifications don't reach us. It also tries again
+// to end strays a DELETE failed for. The caller holds d.mu.
 func (d *Daemon) pollHeld() {
 	for _, st := range d.engine.Statuses(nil) {
-		if !st.HasSession || d.busy[st.UE] || d.polling[st.Session.ID] {
+		if !st.HasSession || d.isBusy(st.UE) || d.polling[st.Session.ID] {
 			continue
 		}
-		d.polling[st.Session.ID] = true
 		ue, id, api := st.UE, st.Session.ID, d.api
-		d.ops.Add(1)
-		go func() {
-			defer d.ops.Done()
-			defer func() { d.mu.Lock(); delete(d.polling, id); d.mu.Unlock() }()
-			txid := qodclient.NewTransactionID()
-			ctx, cancel := context.WithTimeout(qodclient.WithTransactionID(d.opsCtx, txid), d.callTimeout())
-			defer cancel()
-			info, err := api.Get(ctx, id)
-			d.countAPI("get", err)
-			gone := errors.Is(err, qodclient.ErrNotFound)
-			if err != nil && !gone {
-				d.log.Warn("session check failed; keeping it", "ue", ue, "session_id", id, "transaction_id", txid, "err", err)
-				return
-			}
-			if !gone && info.QoSStatus != "UNAVAILABLE" {
-				return
-			}
-			d.mu.Lock()
-			defer d.mu.Unlock()
-			if st, ok := d.engine.Status(ue); !ok || !st.HasSession || st.Session.ID != id || d.busy[ue] {
-				return // ended meanwhile, by us or a notification
-			}
-			d.log.Warn("session ended by the network (found by polling)", "ue", ue, "session_id", id, "transaction_id", txid)
-			d.ended(d.now(), ue, id, policy.EndTerminated)
-		}()
-	}
-}
-
-// sessionTerminated handles a SESSION_TERMINATED notification.
-func (d *Daemon) sessionTerminated(id string) {
-	d.metrics.notifications.Inc()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, st := range d.engine.Statuses(nil) {
-		if st.HasSession && st.Session.ID == id {
-			d.log.Warn("session ended by the network (notification)", "ue", st.UE, "session_id", id)
-			d.ended(d.now(), st.UE, id, policy.EndTerminated)
+		if !d.ops.goAPI(func() { d.poll(api, ue, id) }) {
 			return
 		}
+		d.polling[id] = true
 	}
-	// A session we don't hold: perhaps one whose create answer was lost.
-	// Its end settles the suspicion for its UE.
-	if d.store == nil {
-		return
+	for id, ue := range d.strays {
+		if d.polling[id] {
+			continue
+		}
+		if !d.ops.goAPI(func() {
+			d.deleteStray(ue, id)
+			d.mu.Lock()
+			delete(d.polling, id)
+			d.mu.Unlock()
+		}) {
+			return
+		}
+		d.polling[id] = true
 	}
-	d.ops.Add(1)
-	go func() {
-		defer d.ops.Done()
-		d.settleUnknown(id)
-	}()
 }
 
-// settleUnknown looks at a session named by a notification that the daemon
-// does not hold, and if it belongs to a UE with an open create intent,
-// clears that UE's suspicion: the session it might have had is over.
-func (d *Daemon) settleUnknown(id string) {
-	d.mu.Lock()
-	api := d.api
-	d.mu.Unlock()
+func (d *Daemon) poll(api SessionAPI, ue, id string) {
+	defer func() { d.mu.Lock(); delete(d.polling, id); d.mu.Unlock() }()
 	txid := qodclient.NewTransactionID()
 	ctx, cancel := context.WithTimeout(qodclient.WithTransactionID(d.opsCtx, txid), d.callTimeout())
 	defer cancel()
 	info, err := api.Get(ctx, id)
 	d.countAPI("get", err)
-	if err != nil && !errors.Is(err, qodclient.ErrNotFound) {
-		d.log.Warn("notification for an unknown session; could not look it up", "session_id", id, "transaction_id", txid, "err", err)
+	gone := errors.Is(err, qodclient.ErrNotFound)
+	if err != nil && !gone {
+		d.log.Warn("session check failed; keeping it", "ue", ue, "session_id", id, "transaction_id", txid, "err", err)
 		return
 	}
-	if info == nil {
+	if !gone && info.QoSStatus != "UNAVAILABLE" {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if st, ok := d.engine.Status(ue); !ok || !st.HasSession || st.Session.ID != id || d.isBusy(ue) {
+		return // ended meanwhile, by us or a notification
+	}
+	d.log.Warn("session ended by the network (found by polling)", "ue", ue, "session_id", id, "transaction_id", txid)
+	d.ended(d.now(), ue, id, policy.EndTerminated)
+}
+
+// sessionTerminated handles a SESSION_TERMINATED notification. txid is
+// the transaction id of the create that asked for it, from the path of the
+// notification URL (empty for sessions made without one).
+func (d *Daemon) sessionTerminated(id, txid string) {
+	d.metrics.notifications.Inc()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.now()
+	for _, st := range d.engine.Statuses(nil) {
+		if st.HasSession && st.Session.ID == id {
+			d.log.Warn("session ended by the network (notification)", "ue", st.UE, "session_id", id)
+			d.ended(now, st.UE, id, policy.EndTerminated)
+			return
+		}
+	}
+	if _, seen := d.gone[id]; seen {
+		d.log.Debug("notification for a session already ended", "session_id", id)
+		return
+	}
+	// A session we don't hold: perhaps one whose create answer was lost,
+	// or one whose answer is still on its way. Its end is remembered, and
+	// settles the suspicion for its UE.
+	d.gone[id] = now
+	if d.store == nil || d.cfg.DryRun {
+		return
+	}
+	if txid != "" {
+		d.ops.goWrite(func() { d.settleIntent(id, txid) })
+		return
+	}
+	api := d.api
+	if !d.ops.goAPI(func() { d.lookUpUnknown(api, id) }) {
+		d.log.Info("notification for an unknown session while stopping; left to the next start", "session_id", id)
+	}
+}
+
+// settleIntent handles the end of a session the daemon does not hold,
+// made by the create with transaction id txid. If that create's answer was
+// lost, its UE is suspected of holding a session: now the session is known
+// and over, so it is counted as opened and ended by the network (cooldown
+// included), and the intent is dropped.
+func (d *Daemon) settleIntent(id, txid string) {
+	st, err := d.store.Load()
+	if err != nil {
+		d.log.Error("state file unreadable; notification not settled", "session_id", id, "err", err)
+		return
+	}
+	var in Intent
+	found := false
+	for _, x := range st.Intents {
+		if x.TransactionID == txid {
+			in, found = x, true
+		}
+	}
+	if !found {
+		d.log.Info("notification for a session this daemon does not hold; ignored", "session_id", id, "transaction_id", txid)
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	log := d.log.With("ue", in.UE, "session_id", id, "transaction_id", txid)
+	if d.isBusy(in.UE) {
+		// Its create is still waiting for an answer, which will find the
+		// session among the ended ones.
+		return
+	}
+	now := d.now()
+	others := false
+	for _, x := range st.Intents {
+		others = others || (x.UE == in.UE && x.TransactionID != txid && now.Before(x.Until))
+	}
+	cur, known := d.engine.Status(in.UE)
+	if known && cur.State == policy.StateUncertain && !cur.HasSession && !others {
+		err := d.engine.Opened(now, in.UE, policy.Session{ID: id, QoS: in.QoS, StartedAt: in.SentAt, ExpiresAt: in.Until})
+		if err != nil {
+			log.Warn("policy refused the session of a lost create answer", "err", err)
+		} else {
+			d.metrics.sessionsOpened.WithLabelValues(in.QoS).Inc()
+			log.Warn("session ended by the network (notification); it was made by a create whose answer was lost, and the UE is no longer suspected of holding one")
+			d.ended(now, in.UE, id, policy.EndTerminated)
+		}
+	}
+	d.persistAsync(func(s *State) { s.DropIntent(txid) })
+}
+
+// lookUpUnknown handles a notification naming a session the daemon does
+// not hold, with no transaction id to tie it to a create: if the operator
+// still has it and it belongs to a UE suspected of holding one, it is
+// adopted.
+func (d *Daemon) lookUpUnknown(api SessionAPI, id string) {
+	txid := qodclient.NewTransactionID()
+	ctx, cancel := context.WithTimeout(qodclient.WithTransactionID(d.opsCtx, txid), d.callTimeout())
+	defer cancel()
+	info, err := api.Get(ctx, id)
+	d.countAPI("get", err)
+	switch {
+	case errors.Is(err, qodclient.ErrNotFound):
 		d.log.Info("notification for a session this daemon does not hold; ignored", "session_id", id)
+		return
+	case err != nil:
+		d.log.Warn("notification for an unknown session; could not look it up", "session_id", id, "transaction_id", txid, "err", err)
 		return
 	}
 	st, err := d.store.Load()
 	if err != nil {
+		d.log.Error("state file unreadable", "err", err)
 		return
 	}
 	d.mu.Lock()
@@ -345,14 +491,27 @@ func (d *Daemon) settleUnknown(id string) {
 			continue
 		}
 		in, ok := st.IntentFor(ue.Name)
-		if !ok {
+		cur, known := d.engine.Status(ue.Name)
+		if !ok || !known || cur.State != policy.StateUncertain || cur.HasSession || d.isBusy(ue.Name) {
+			d.log.Info("notification for a session this daemon does not hold; ignored", "session_id", id, "ue", ue.Name)
 			return
 		}
-		d.log.Info("notification settles a lost create: the session it may have made has ended", "ue", ue.Name, "session_id", id, "intent_transaction_id", in.TransactionID)
-		_ = d.engine.PossiblyHolds(d.now(), ue.Name, time.Time{})
-		d.persistAsync(func(s *State) { s.DropIntent(in.TransactionID) })
+		// It started after the intent was written and was answered, if at
+		// all, within one call's time.
+		s := Session{UE: ue.Name, ID: id, QoS: string(info.QoS), StartedAt: in.SentAt,
+			ExpiresAt:     in.SentAt.Add(grantedDuration(info, time.Duration(in.Duration)*time.Second) + d.callTimeoutLocked()),
+			TransactionID: in.TransactionID, Origin: "daemon"}
+		if err := d.engine.Opened(d.now(), ue.Name, policy.Session{ID: s.ID, QoS: s.QoS, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt}); err != nil {
+			d.log.Warn("policy refused the session of a lost create answer", "ue", ue.Name, "session_id", id, "err", err)
+			return
+		}
+		delete(d.gone, id)
+		d.metrics.sessionsOpened.WithLabelValues(s.QoS).Inc()
+		d.log.Info("adopted the session of a lost create answer, named by a notification", "ue", ue.Name, "session_id", id)
+		d.persistAsync(func(st *State) { st.AddSession(s) })
 		return
 	}
+	d.log.Info("notification for a session of no configured UE; ignored", "session_id", id)
 }
 
 func sameUE(ue *config.UE, id qodclient.UeID) bool {
@@ -400,10 +559,14 @@ func (d *Daemon) restore(ctx context.Context) error {
 		case err != nil:
 			// Can't tell: keep it. Polling settles it later.
 			log.Warn("stored session could not be checked; adopted as live", "transaction_id", txid, "err", err)
-		default:
-			if !info.ExpiresAt.IsZero() {
-				s.ExpiresAt = info.ExpiresAt
-			}
+		case s.ExpiresAt.IsZero():
+			// The stored times are on this host's clock; without them the
+			// operator's span is counted from now, which errs late: the
+			// session is never forgotten while it may be live.
+			s.ExpiresAt = now.Add(grantedDuration(info, qodMaxDuration))
+		}
+		if s.ExpiresAt.IsZero() {
+			s.ExpiresAt = now.Add(qodMaxDuration)
 		}
 		d.mu.Lock()
 		_, known := d.cfg.UE(s.UE)
@@ -505,15 +668,16 @@ func outcome(err error) string {
 
 // syncFromStateFile adopts what another process (`qodwatch sessions
 // create`) recorded in the shared state file: a session the engine does not
-// know, or an open intent that may have made one. The caller holds d.mu.
+// know, or an open intent that may have made one; and lifts the suspicion
+// such an intent raised once it is gone without a session (the create
+// failed). It also drops intents whose possible session has run out. The
+// caller holds d.mu.
 func (d *Daemon) syncFromStateFile() {
 	if d.store == nil || d.syncing {
 		return
 	}
 	d.syncing = true
-	d.ops.Add(1)
-	go func() {
-		defer d.ops.Done()
+	d.ops.goWrite(func() {
 		st, err := d.store.Load()
 		d.mu.Lock()
 		defer d.mu.Unlock()
@@ -525,10 +689,10 @@ func (d *Daemon) syncFromStateFile() {
 		now := d.now()
 		for _, s := range st.Sessions {
 			cur, ok := d.engine.Status(s.UE)
-			if !ok || d.busy[s.UE] || (cur.HasSession && cur.Session.ID == s.ID) {
+			if !ok || d.isBusy(s.UE) || (cur.HasSession && cur.Session.ID == s.ID) {
 				continue
 			}
-			if cur.HasSession || s.Origin == "daemon" || d.gone[s.ID] {
+			if _, ended := d.gone[s.ID]; cur.HasSession || s.Origin == "daemon" || ended {
 				// The daemon's own sessions are known from the moment they
 				// are made, and one it saw end may still be listed while
 				// the file catches up.
@@ -541,17 +705,44 @@ func (d *Daemon) syncFromStateFile() {
 				d.log.Warn("state file lists a session the policy cannot adopt", "ue", s.UE, "session_id", s.ID, "err", err)
 				continue
 			}
+			delete(d.suspects, s.UE)
 			d.log.Info("adopted a session recorded by another process", "ue", s.UE, "session_id", s.ID, "origin", s.Origin)
 		}
+		open := map[string]bool{}
+		expired := false
 		for _, in := range st.Intents {
+			if !now.Before(in.Until) {
+				expired = true
+				continue
+			}
+			open[in.TransactionID] = true
 			cur, ok := d.engine.Status(in.UE)
-			if !ok || d.busy[in.UE] || cur.HasSession || cur.State == policy.StateUncertain || !now.Before(in.Until) {
+			if !ok || d.isBusy(in.UE) || cur.HasSession || cur.State == policy.StateUncertain {
 				continue
 			}
 			if in.Origin == "daemon" {
 				continue // ours: the engine learnt of it when it was made
 			}
-			_ = d.engine.PossiblyHolds(now, in.UE, in.Until)
+			if err := d.engine.PossiblyHolds(now, in.UE, in.Until); err == nil {
+				d.suspects[in.UE] = in.TransactionID
+				d.log.Warn("another process is creating a session; none is bought for this UE meanwhile", "ue", in.UE, "transaction_id", in.TransactionID, "origin", in.Origin)
+			}
 		}
-	}()
+		for ue, txid := range d.suspects {
+			if open[txid] {
+				continue
+			}
+			delete(d.suspects, ue)
+			if _, has := st.SessionFor(ue); has {
+				continue // adopted above, or at the next sync
+			}
+			if cur, ok := d.engine.Status(ue); ok && cur.State == policy.StateUncertain && !cur.HasSession && !d.isBusy(ue) {
+				d.log.Info("the other process's create made no session; the UE is no longer suspected", "ue", ue, "transaction_id", txid)
+				_ = d.engine.PossiblyHolds(now, ue, time.Time{})
+			}
+		}
+		if expired {
+			d.persistAsync(func(s *State) { s.DropExpiredIntents(now) })
+		}
+	})
 }
