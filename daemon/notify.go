@@ -45,7 +45,7 @@ type NotificationReceiver struct {
 	// when the notification URL carries it (see the daemon's notification
 	// URLs: .../tx/{transaction id}/notifications), else "".
 	OnSessionTerminated func(sessionID, transactionID string)
-	Logger       *slog.Logger
+	Logger              *slog.Logger
 	// Mode limits where the token may be: "apikey", "bearer", or "" / "any"
 	// for either.
 	Mode string
