@@ -599,6 +599,10 @@ func (d *Daemon) restore(ctx context.Context) error {
 			"ue", in.UE, "transaction_id", in.TransactionID, "until", in.Until)
 		if err := d.engine.PossiblyHolds(now, in.UE, in.Until); err != nil {
 			d.log.Error("policy refused a possible session", "ue", in.UE, "err", err)
+		} else if in.Origin != "daemon" {
+			// Another process's create may still be going on; when its
+			// intent goes without a session, the suspicion is lifted.
+			d.suspects[in.UE] = in.TransactionID
 		}
 	}
 	d.mu.Unlock()
