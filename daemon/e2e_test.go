@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/qodwatch/qodwatch/config"
+	"github.com/qodwatch/qodwatch/daemon"
 	"github.com/qodwatch/qodwatch/policy"
 	"github.com/qodwatch/qodwatch/qodclient/qodsim"
 )
@@ -57,16 +58,13 @@ func TestE2ENetworkTermination(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		notify bool
-	}{{"notification", true}, {"polling", false}} {
+		poll   string
+	}{{"notification", true, "1h"}, {"polling", false, "1s"}, {"both", true, "1s"}} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, envOptions{notify: tc.notify})
 			e.spec.cooldown = "2s"
-			if tc.notify {
-				// Polling would notice too; make the notification the
-				// only way.
-				e.spec.pollInterval = "1h"
-			}
+			e.spec.pollInterval = tc.poll
 			r := e.start(e.spec.parse(t), "")
 			e.ue(1).bad()
 			first := e.waitSession(r, "ue-1")
@@ -79,7 +77,7 @@ func TestE2ENetworkTermination(t *testing.T) {
 				return !st.HasSession && st.State == policy.StateCooldown
 			})
 			noticed := time.Since(terminated)
-			if tc.notify && noticed > 2*time.Second {
+			if tc.poll == "1h" && noticed > 2*time.Second {
 				t.Errorf("notification noticed after %v", noticed)
 			}
 			second := e.waitSession(r, "ue-1")
@@ -98,12 +96,13 @@ func TestE2ENetworkTermination(t *testing.T) {
 			if n := r.metric(t, "qodwatch_sessions_ended_total", "reason", "terminated"); n != 1 {
 				t.Fatalf("qodwatch_sessions_ended_total{reason=terminated} = %v, want 1 (noticed once)", n)
 			}
-			wantNotes := 0.0
 			if tc.notify {
-				wantNotes = 1
-			}
-			if n := r.metric(t, "qodwatch_notifications_received_total"); n != wantNotes {
-				t.Fatalf("qodwatch_notifications_received_total = %v, want %v", n, wantNotes)
+				// Delivered even when polling noticed first.
+				e.eventually("the notification delivered", func() bool {
+					return r.metric(t, "qodwatch_notifications_received_total") == 1
+				})
+			} else if n := r.metric(t, "qodwatch_notifications_received_total"); n != 0 {
+				t.Fatalf("qodwatch_notifications_received_total = %v without notifications", n)
 			}
 			e.ue(1).good()
 			e.waitNoSession(r, "ue-1")
@@ -337,6 +336,10 @@ func TestE2ERestartAdoption(t *testing.T) {
 	}
 	if n := len(e.live()); n != 2 {
 		t.Fatalf("%d sessions live after a stop without release_on_shutdown, want 2", n)
+	}
+	// What the two sessions cost today survives the restart.
+	if b := e.state().Budget; b == nil || b.UsedSeconds < 120 {
+		t.Fatalf("state file budget %+v; want the two 1m sessions charged", b)
 	}
 	// While no daemon runs, the network ends one of them.
 	if err := e.sim.Terminate(gone); err != nil {
@@ -615,5 +618,114 @@ func TestE2EShutdownWithNotificationsArriving(t *testing.T) {
 	}
 	if got := e.tally(); got.created != 1 || got.conflicts != 0 {
 		t.Fatalf("simulator saw %s", got)
+	}
+}
+
+// The network ends a session while the answer to its create is still on
+// the way: the notification, naming a session the daemon does not know
+// yet, is remembered, and the answer then finds the session ended.
+func TestE2ETerminationOvertakesCreateAnswer(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{notify: true})
+	e.spec.pollInterval = "1h"
+	r := e.start(e.spec.parse(t), "")
+	e.sim.SetFaults(qodsim.Faults{Latency: 1500 * time.Millisecond})
+	e.ue(1).bad()
+	e.eventually("the session made, its answer delayed", func() bool {
+		return len(e.live()) == 1 && r.status("ue-1").State == policy.StateRequesting
+	})
+	e.sim.SetFaults(qodsim.Faults{})
+	id := e.live()[0].ID
+	if err := e.sim.Terminate(id); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually("the notification delivered", func() bool {
+		ns := e.sim.Notifications()
+		return len(ns) == 1 && ns[0].Delivered
+	})
+	if st := r.status("ue-1"); st.State != policy.StateRequesting {
+		t.Fatalf("the create was answered before the notification: %+v; the test proves nothing", st)
+	}
+	e.eventually("the answer taken as a session already ended", func() bool {
+		st := r.status("ue-1")
+		return st.State == policy.StateCooldown && !st.HasSession
+	})
+	if n := r.metric(t, "qodwatch_sessions_ended_total", "reason", "terminated"); n != 1 {
+		t.Fatalf("qodwatch_sessions_ended_total{reason=terminated} = %v, want 1", n)
+	}
+	if st := e.state(); len(st.Sessions) != 0 {
+		t.Fatalf("state file still lists the ended session: %+v", st)
+	}
+	e.waitSession(r, "ue-1")
+	if got := e.tally(); got.created != 2 || got.conflicts != 0 {
+		t.Fatalf("simulator saw %s", got)
+	}
+}
+
+// Sessions and intents that another process (`qodwatch sessions create`)
+// records in the shared state file: an intent holds the UE back until it
+// goes away (found at start and while running); a session is adopted at
+// the next poll and ended like the daemon's own, and never adopted again
+// once ended.
+func TestE2ESessionsMadeByAnotherProcess(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	cfg := e.spec.parse(t)
+	store, err := daemon.OpenStateFile(e.spec.stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ue, _ := cfg.UE("ue-1")
+	intent := func(txid string) daemon.Intent {
+		now := time.Now()
+		return daemon.Intent{UE: "ue-1", QoS: "QOS_E", Duration: 60, TransactionID: txid, SentAt: now, Until: now.Add(2 * time.Minute), Origin: "cli"}
+	}
+	update := func(change func(*daemon.State)) {
+		t.Helper()
+		if _, err := store.Update(func(s *daemon.State) error { change(s); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// An intent found at start: the UE breaching gets no session.
+	update(func(s *daemon.State) { s.Intents = append(s.Intents, intent("cli-1")) })
+	r := e.start(cfg, "")
+	e.eventually("the UE held back by the intent found at start", func() bool { return r.status("ue-1").State == policy.StateUncertain })
+	e.ue(1).bad()
+	e.consistently(1500*time.Millisecond, "no create while the intent is open", func() bool {
+		return e.tally().posts == 0 && r.status("ue-1").State == policy.StateUncertain
+	})
+	// Its create failed: the intent goes, and the daemon buys the session.
+	update(func(s *daemon.State) { s.DropIntent("cli-1") })
+	own := e.waitSession(r, "ue-1")
+	e.ue(1).good()
+	e.waitNoSession(r, "ue-1")
+
+	// An intent written while the daemon runs, then dropped.
+	update(func(s *daemon.State) { s.Intents = append(s.Intents, intent("cli-2")) })
+	e.eventually("the UE held back by the new intent", func() bool { return r.status("ue-1").State == policy.StateUncertain })
+	update(func(s *daemon.State) { s.DropIntent("cli-2") })
+	e.eventually("the suspicion lifted", func() bool { return r.status("ue-1").State != policy.StateUncertain })
+
+	// A session made by hand while the UE is fine: adopted, then ended.
+	client, err := daemon.NewClient(cfg.API)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := client.Create(t.Context(), daemon.CreateRequest(ue, "QOS_E", 60))
+	if err != nil {
+		t.Fatal(err)
+	}
+	manual := daemon.Session{UE: "ue-1", ID: info.ID, QoS: "QOS_E", StartedAt: time.Now(), ExpiresAt: time.Now().Add(time.Minute), Origin: "cli"}
+	update(func(s *daemon.State) { s.AddSession(manual) })
+	e.eventually("the hand-made session ended by the daemon", func() bool {
+		return len(e.live()) == 0 && e.tally().deletes == 2
+	})
+	e.eventually("the hand-made session gone from the state file", func() bool { return len(e.state().Sessions) == 0 })
+	e.consistently(1500*time.Millisecond, "the ended session not adopted again", func() bool {
+		return !r.status("ue-1").HasSession && e.tally().deletes == 2
+	})
+	if got := e.tally(); got.created != 2 || got.conflicts != 0 {
+		t.Fatalf("simulator saw %s; want the daemon's session %s and the hand-made one", got, own)
 	}
 }

@@ -56,3 +56,33 @@ func TestNotificationReceiver(t *testing.T) {
 		t.Fatalf("empty token: %d", rec.Code)
 	}
 }
+
+func TestNotificationTransactionID(t *testing.T) {
+	const id = "9fc38aea-dcd6-435e-baeb-bb74dc5ad5ad"
+	cases := map[string]string{
+		"/notifications":                                    "",
+		"/tx/" + id + "/notifications":                      id,
+		"/callbacks/tx/" + id + "/notifications":            id,
+		"/callbacks/tx/" + id + "/notifications/":           "",
+		"/callbacks/xtx/" + id + "/notifications":           "",
+		"/callbacks/tx/" + id:                               "",
+		"/tx//notifications":                                "",
+		"/tx/not%20hex/notifications":                       "",
+		"/tx/" + strings.Repeat("a", 65) + "/notifications": "",
+	}
+	for path, want := range cases {
+		if got := transactionIDOf(path); got != want {
+			t.Errorf("transactionIDOf(%q) = %q, want %q", path, got, want)
+		}
+	}
+	var gotID, gotTx string
+	rcv := &NotificationReceiver{Token: "s3cret", OnSessionTerminated: func(s, tx string) { gotID, gotTx = s, tx }}
+	req := httptest.NewRequest("POST", "/cb/tx/"+id+"/notifications?apikey=s3cret", strings.NewReader(`{"sessionId":"abc","event":"SESSION_TERMINATED"}`))
+	rcv.ServeHTTP(httptest.NewRecorder(), req)
+	if gotID != "abc" || gotTx != id {
+		t.Fatalf("OnSessionTerminated(%q, %q)", gotID, gotTx)
+	}
+	if got := notifyURLFor("https://q.example.com/cb/", id); got != "https://q.example.com/cb/tx/"+id {
+		t.Fatalf("notifyURLFor: %s", got)
+	}
+}
