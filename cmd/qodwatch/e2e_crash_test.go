@@ -1,10 +1,15 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/qodwatch/qodwatch/qodclient/qodsim"
 )
 
 // The kill -9 tests: a daemon dies at each step of a session's life (the
@@ -155,6 +160,12 @@ func TestE2EKill9(t *testing.T) {
 		holdsFor(t, 1500*time.Millisecond, "no POST while the lost session may be live", func() bool { return r.posts() == 1 })
 		r.ue("ue-a").target.setBad(false)
 		waitFor(t, 15*time.Second, "the lost session to expire at the simulator", func() bool { return len(r.sim.Sessions()) == 0 })
+		// Its SESSION_TERMINATED goes to the restarted daemon; let it land
+		// before the stop (TestE2ENotificationsDuringShutdown races them).
+		waitFor(t, 10*time.Second, "the expiry notification to be delivered", func() bool {
+			ns := r.sim.Notifications()
+			return len(ns) == 1 && ns[0].Done
+		})
 		r.finish(second, 1)
 	})
 
@@ -281,4 +292,33 @@ func (r *rig) listShowsPossiblyHeld() {
 		}
 	}
 	r.t.Fatalf("sessions list does not show ue-a as possibly holding a session:\n%s", out)
+}
+
+// A notification lands just before the daemon stops: the receiver serves
+// until Run has returned, so the notification's work (a lookup of the
+// unknown session, slow here) is still in flight when the shutdown waits for
+// the work in flight, and must not race that wait (under -race a race exits
+// 66). The timing is the point, so it is tried a few times.
+func TestE2ENotificationDuringShutdown(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, rigOptions{})
+	r.sim.SetFaults(qodsim.Faults{Latency: 500 * time.Millisecond})
+	for attempt := range 3 {
+		d := r.start(fmt.Sprintf("qodwatch #%d", attempt+1))
+		token, err := os.ReadFile(filepath.Join(r.stateDir, "notification-token"))
+		if err != nil {
+			t.Fatalf("the daemon keeps its generated notification token in the state dir: %v", err)
+		}
+		url := "http://" + r.notifyAddr + "/callbacks/notifications?apikey=" + strings.TrimSpace(string(token))
+		body := fmt.Sprintf(`{"sessionId":"00000000-0000-4000-8000-%012d","event":"SESSION_TERMINATED"}`, attempt)
+		resp, err := httpClient.Post(url, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("a notification for an unknown session: %s, want 204", resp.Status)
+		}
+		d.stop()
+	}
 }
