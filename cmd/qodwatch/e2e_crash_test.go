@@ -266,9 +266,8 @@ func TestE2EKill9AfterCreateNotificationSettles(t *testing.T) {
 	if ns := r.sim.Notifications(); !ns[0].Delivered {
 		t.Fatalf("notification not accepted: %+v", ns[0])
 	}
-	// TODO(daemon): settleUnknown looks the terminated session up with GET,
-	// which can only answer 404 once the session has ended, and then ignores
-	// the notification: the UE stays "uncertain" until the intent runs out.
+	// A GET of the ended session can only answer 404, so the notification
+	// itself must say which create it settles (fixed in 2120d92).
 	second.waitState("ue-a", 5*time.Second, "pending", "requesting", "active")
 	second.waitState("ue-a", 10*time.Second, "active")
 	if n := r.posts(); n != 2 {
