@@ -88,6 +88,7 @@ type Daemon struct {
 	strays      map[string]string    // session id -> UE: sessions to end that a DELETE failed for
 	suspects    map[string]string    // UE -> transaction id of another process's create it is suspected for
 	lastPrune   time.Time
+	nextExpiry  time.Time // when expireHeld next has work; zero: no session held
 	notifyToken string
 	decisions   []policy.Decision
 	obsProm     map[string]map[string]policy.PromSample
@@ -382,15 +383,55 @@ func (d *Daemon) observe(ue string) policy.Observation {
 }
 
 // expireHeld ends sessions whose time has run out, without waiting for a
-// poll or a notification: the operator ends them at that moment too.
+// poll or a notification: the operator ends them at that moment too. It
+// must see each expiry before the engine's Tick does (the engine would end
+// the session on its own, unseen by the state file), and it looks at the
+// sessions only once the earliest expiry has come: listing every UE each
+// tick was most of a tick's time with many UEs.
 func (d *Daemon) expireHeld(now time.Time) {
+	if d.nextExpiry.IsZero() || now.Before(d.nextExpiry) {
+		return
+	}
+	d.nextExpiry = time.Time{}
 	for _, st := range d.engine.Statuses(nil) {
-		if !st.HasSession || st.Session.ExpiresAt.IsZero() || now.Before(st.Session.ExpiresAt) || d.isBusy(st.UE) {
+		if !st.HasSession || st.Session.ExpiresAt.IsZero() {
+			continue
+		}
+		if now.Before(st.Session.ExpiresAt) || d.isBusy(st.UE) {
+			// A call in flight settles a due one; look again next tick.
+			d.noteExpiry(st.Session.ExpiresAt)
 			continue
 		}
 		d.log.Info("session expired", "ue", st.UE, "session_id", st.Session.ID, "qos", st.Session.QoS)
 		d.ended(now, st.UE, st.Session.ID, policy.EndExpired)
 	}
+}
+
+// noteExpiry makes expireHeld look at the sessions at t. The caller holds d.mu.
+func (d *Daemon) noteExpiry(t time.Time) {
+	if d.nextExpiry.IsZero() || t.Before(d.nextExpiry) {
+		d.nextExpiry = t
+	}
+}
+
+// opened tells the engine the UE holds s; every session the engine learns
+// of goes through here or adopt, so expireHeld knows its expiry. The caller
+// holds d.mu.
+func (d *Daemon) opened(now time.Time, ue string, s policy.Session) error {
+	if err := d.engine.Opened(now, ue, s); err != nil {
+		return err
+	}
+	d.noteExpiry(s.ExpiresAt)
+	return nil
+}
+
+// adopt is opened for a session found at start. The caller holds d.mu.
+func (d *Daemon) adopt(now time.Time, ue string, s policy.Session) error {
+	if err := d.engine.Adopt(now, ue, s); err != nil {
+		return err
+	}
+	d.noteExpiry(s.ExpiresAt)
+	return nil
 }
 
 // ended tells the engine a session is gone and forgets it in the state file.

@@ -203,7 +203,7 @@ func (d *Daemon) open(op sessionOp) {
 	log.Info("session opened", "session_id", s.ID, "expires_at", s.ExpiresAt, "decision", op.dec.Kind.String())
 	d.mu.Lock()
 	now := d.now()
-	if err := d.engine.Opened(now, op.dec.UE, policy.Session{ID: s.ID, QoS: s.QoS, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt}); err != nil {
+	if err := d.opened(now, op.dec.UE, policy.Session{ID: s.ID, QoS: s.QoS, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt}); err != nil {
 		// A second session for the UE: end it rather than pay twice.
 		log.Error("policy refused the new session; ending it", "session_id", s.ID, "err", err)
 		d.mu.Unlock()
@@ -448,7 +448,7 @@ func (d *Daemon) settleIntent(id, txid string) {
 	}
 	cur, known := d.engine.Status(in.UE)
 	if known && cur.State == policy.StateUncertain && !cur.HasSession && !others {
-		err := d.engine.Opened(now, in.UE, policy.Session{ID: id, QoS: in.QoS, StartedAt: in.SentAt, ExpiresAt: in.Until})
+		err := d.opened(now, in.UE, policy.Session{ID: id, QoS: in.QoS, StartedAt: in.SentAt, ExpiresAt: in.Until})
 		if err != nil {
 			log.Warn("policy refused the session of a lost create answer", "err", err)
 		} else {
@@ -501,7 +501,7 @@ func (d *Daemon) lookUpUnknown(api SessionAPI, id string) {
 		s := Session{UE: ue.Name, ID: id, QoS: string(info.QoS), StartedAt: in.SentAt,
 			ExpiresAt:     in.SentAt.Add(grantedDuration(info, time.Duration(in.Duration)*time.Second) + d.callTimeoutLocked()),
 			TransactionID: in.TransactionID, Origin: "daemon"}
-		if err := d.engine.Opened(d.now(), ue.Name, policy.Session{ID: s.ID, QoS: s.QoS, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt}); err != nil {
+		if err := d.opened(d.now(), ue.Name, policy.Session{ID: s.ID, QoS: s.QoS, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt}); err != nil {
 			d.log.Warn("policy refused the session of a lost create answer", "ue", ue.Name, "session_id", id, "err", err)
 			return
 		}
@@ -571,7 +571,7 @@ func (d *Daemon) restore(ctx context.Context) error {
 		d.mu.Lock()
 		_, known := d.cfg.UE(s.UE)
 		if known {
-			err = d.engine.Adopt(now, s.UE, policy.Session{ID: s.ID, QoS: s.QoS, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt})
+			err = d.adopt(now, s.UE, policy.Session{ID: s.ID, QoS: s.QoS, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt})
 		}
 		d.mu.Unlock()
 		switch {
@@ -627,7 +627,7 @@ func (d *Daemon) dryRun(dec policy.Decision) {
 	open := func() {
 		d.dryRunSeq++
 		id := fmt.Sprintf("dry-run-%d", d.dryRunSeq)
-		_ = d.engine.Opened(now, dec.UE, policy.Session{ID: id, QoS: dec.QoS, StartedAt: now, ExpiresAt: now.Add(dec.Duration)})
+		_ = d.opened(now, dec.UE, policy.Session{ID: id, QoS: dec.QoS, StartedAt: now, ExpiresAt: now.Add(dec.Duration)})
 		d.log.Info("dry run: session not bought", "ue", dec.UE, "qos", dec.QoS, "session_id", id)
 	}
 	switch dec.Kind {
@@ -705,7 +705,7 @@ func (d *Daemon) syncFromStateFile() {
 			if !s.ExpiresAt.IsZero() && !now.Before(s.ExpiresAt) {
 				continue
 			}
-			if err := d.engine.Opened(now, s.UE, policy.Session{ID: s.ID, QoS: s.QoS, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt}); err != nil {
+			if err := d.opened(now, s.UE, policy.Session{ID: s.ID, QoS: s.QoS, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt}); err != nil {
 				d.log.Warn("state file lists a session the policy cannot adopt", "ue", s.UE, "session_id", s.ID, "err", err)
 				continue
 			}
