@@ -81,7 +81,8 @@ type spec struct {
 	minSession   string
 	cooldown     string
 	renewBefore  string
-	release      bool // release_on_shutdown
+	budget       string // daily_budget; "" for none
+	release      bool   // release_on_shutdown
 	stateDir     string
 	dryRun       bool
 	extraFiles   string // directory for secret files
@@ -123,6 +124,9 @@ func (s *spec) yaml(t *testing.T) string {
     duration: %s
 `, s.breach, s.duration)
 	fmt.Fprintf(&b, "guards:\n  min_session: %s\n  cooldown: %s\n  release_on_shutdown: %v\n", s.minSession, s.cooldown, s.release)
+	if s.budget != "" {
+		fmt.Fprintf(&b, "  daily_budget: %s\n", s.budget)
+	}
 	if s.renewBefore != "" {
 		fmt.Fprintf(&b, "  renew_before: %s\n", s.renewBefore)
 	}

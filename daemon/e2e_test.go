@@ -729,3 +729,30 @@ func TestE2ESessionsMadeByAnotherProcess(t *testing.T) {
 		t.Fatalf("simulator saw %s; want the daemon's session %s and the hand-made one", got, own)
 	}
 }
+
+// A session the budget cannot renew runs out: the daemon counts it as
+// expired at the moment the operator ends it (not before: the state file
+// lists it for as long as it is live), and forgets it.
+func TestE2EExpiry(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	e.spec.duration = "2s"
+	e.spec.budget = "3s"
+	r := e.start(e.spec.parse(t), "")
+	e.ue(1).bad()
+	e.waitSession(r, "ue-1")
+	e.eventually("the session expired", func() bool {
+		return r.metric(t, "qodwatch_sessions_ended_total", "reason", "expired") == 1
+	})
+	e.eventually("the state file emptied", func() bool { return len(e.state().Sessions) == 0 })
+	if st := r.status("ue-1"); st.HasSession {
+		t.Fatalf("still held: %+v", st)
+	}
+	got := e.tally()
+	if got.created != 1 || got.deletes != 0 || got.conflicts != 0 {
+		t.Fatalf("simulator saw %s; want one session, left to expire", got)
+	}
+	if n := r.metric(t, "qodwatch_sessions_ended_total", "reason", "terminated"); n != 0 {
+		t.Fatalf("%v sessions seen terminated", n)
+	}
+}
