@@ -88,7 +88,8 @@ type Daemon struct {
 	strays      map[string]string    // session id -> UE: sessions to end that a DELETE failed for
 	suspects    map[string]string    // UE -> transaction id of another process's create it is suspected for
 	lastPrune   time.Time
-	nextExpiry  time.Time // when expireHeld next has work; zero: no session held
+	pollSlots   chan struct{} // bounds the GETs of one poll round in flight at once
+	nextExpiry  time.Time     // when expireHeld next has work; zero: no session held
 	notifyToken string
 	decisions   []policy.Decision
 	obsProm     map[string]map[string]policy.PromSample
@@ -119,19 +120,20 @@ func New(opts Options) (*Daemon, error) {
 	}
 	cfg := opts.Config
 	d := &Daemon{
-		opts:     opts,
-		log:      opts.Logger,
-		now:      opts.Now,
-		reg:      opts.Registry,
-		cfg:      cfg,
-		api:      opts.API,
-		busy:     map[string]uint64{},
-		polling:  map[string]bool{},
-		gone:     map[string]time.Time{},
-		strays:   map[string]string{},
-		suspects: map[string]string{},
-		ops:      newOpTracker(),
-		obsProm:  map[string]map[string]policy.PromSample{},
+		opts:      opts,
+		log:       opts.Logger,
+		now:       opts.Now,
+		reg:       opts.Registry,
+		cfg:       cfg,
+		api:       opts.API,
+		busy:      map[string]uint64{},
+		polling:   map[string]bool{},
+		gone:      map[string]time.Time{},
+		strays:    map[string]string{},
+		suspects:  map[string]string{},
+		ops:       newOpTracker(),
+		pollSlots: make(chan struct{}, pollConcurrency),
+		obsProm:   map[string]map[string]policy.PromSample{},
 	}
 	d.opsCtx, d.stopOp = context.WithCancel(context.Background())
 	if cfg.StateDir != "" {
@@ -274,8 +276,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	monDone := make(chan error, 1)
 	go func() { monDone <- d.mon.Run(ctx) }()
 
-	d.log.Info("qodwatch running", "ues", len(d.cfg.UEs), "dry_run", d.cfg.DryRun, "tick", d.cfg.Tick)
-	t := time.NewTicker(d.cfg.Tick)
+	d.mu.Lock()
+	tick := d.cfg.Tick
+	d.log.Info("qodwatch running", "ues", len(d.cfg.UEs), "dry_run", d.cfg.DryRun, "tick", tick)
+	d.mu.Unlock()
+	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
 		select {
@@ -284,6 +289,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return d.shutdown()
 		case <-t.C:
 			d.Tick()
+			d.mu.Lock()
+			if d.cfg.Tick != tick { // reloaded
+				tick = d.cfg.Tick
+				t.Reset(tick)
+			}
+			d.mu.Unlock()
 		}
 	}
 }
@@ -517,6 +528,16 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	d.mu.Unlock()
 	if cfg.StateDir != old.StateDir || cfg.DryRun != old.DryRun {
 		return errors.New("state_dir and dry_run cannot change on reload; restart the daemon")
+	}
+	// These are built once, at start; say so rather than seem to apply them.
+	if w := window(cfg); w != 0 && w != d.mon.Window() {
+		d.log.Warn("reload: a changed window applies at the next restart", "window", d.mon.Window(), "new_window", window(cfg))
+	}
+	if !reflect.DeepEqual(cfg.Notifications, old.Notifications) {
+		d.log.Warn("reload: changed notification settings apply at the next restart")
+	}
+	if cfg.Web != old.Web {
+		d.log.Warn("reload: changed web settings apply at the next restart")
 	}
 	var api SessionAPI
 	if d.opts.API == nil && !cfg.DryRun && !reflect.DeepEqual(cfg.API, old.API) {

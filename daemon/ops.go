@@ -13,11 +13,12 @@ type opTracker struct {
 	mu       sync.Mutex
 	n        int
 	stopping bool
+	stopped  chan struct{} // closed by stop
 	idle     *sync.Cond
 }
 
 func newOpTracker() *opTracker {
-	t := &opTracker{}
+	t := &opTracker{stopped: make(chan struct{})}
 	t.idle = sync.NewCond(&t.mu)
 	return t
 }
@@ -58,7 +59,10 @@ func (t *opTracker) run(f func()) {
 // stop refuses new API calls from now on.
 func (t *opTracker) stop() {
 	t.mu.Lock()
-	t.stopping = true
+	if !t.stopping {
+		t.stopping = true
+		close(t.stopped)
+	}
 	t.mu.Unlock()
 }
 

@@ -351,8 +351,19 @@ func (d *Daemon) pollHeld() {
 	}
 }
 
+// pollConcurrency bounds the GETs of a poll round in flight at once: a
+// round over many sessions would otherwise hit the operator all at once,
+// earn 429s, and delay the creates that matter.
+const pollConcurrency = 4
+
 func (d *Daemon) poll(api SessionAPI, ue, id string) {
 	defer func() { d.mu.Lock(); delete(d.polling, id); d.mu.Unlock() }()
+	select {
+	case d.pollSlots <- struct{}{}:
+		defer func() { <-d.pollSlots }()
+	case <-d.ops.stopped:
+		return
+	}
 	txid := qodclient.NewTransactionID()
 	ctx, cancel := context.WithTimeout(qodclient.WithTransactionID(d.opsCtx, txid), d.callTimeout())
 	defer cancel()
