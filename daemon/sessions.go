@@ -123,10 +123,16 @@ func (d *Daemon) release(op sessionOp) bool {
 	d.forget(op.dec.SessionID)
 	d.mu.Lock()
 	d.gone[op.dec.SessionID] = d.now()
+	// A notification or poll may have ended it while the DELETE was on
+	// its way: then it is counted once, as the network's.
+	st, _ := d.engine.Status(op.dec.UE)
+	held := st.HasSession && st.Session.ID == op.dec.SessionID
 	if err := d.engine.Ended(d.now(), op.dec.UE, op.dec.SessionID, policy.EndReleased); err != nil {
 		log.Warn("policy refused session end", "err", err)
 	}
-	d.metrics.sessionsEnded.WithLabelValues(policy.EndReleased.String()).Inc()
+	if held {
+		d.metrics.sessionsEnded.WithLabelValues(policy.EndReleased.String()).Inc()
+	}
 	d.mu.Unlock()
 	return true
 }
