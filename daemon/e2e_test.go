@@ -142,8 +142,19 @@ func TestE2EErrorStorms(t *testing.T) {
 					t.Fatalf("create %d came %v after the one before, despite Retry-After: 1s (times %v)", i+1, gap, got.postTimes)
 				}
 			}
+			// A storm while the session is to be ended: it is ended after.
+			failedBefore := got.failed
+			e.sim.SetFaults(qodsim.Faults{ErrorRate: 1, ErrorStatus: status, RetryAfter: time.Second})
 			e.ue(1).good()
+			e.eventually("refused deletes", func() bool { return e.tally().failed >= failedBefore+3 })
+			if len(e.live()) != 1 || !r.status("ue-1").HasSession {
+				t.Fatalf("session lost during the storm: live %v, status %+v", e.liveIDs(), r.status("ue-1"))
+			}
+			e.sim.SetFaults(qodsim.Faults{})
 			e.waitNoSession(r, "ue-1")
+			if got := e.tally(); got.deletes != 1 || got.created != 1 {
+				t.Fatalf("simulator saw %s", got)
+			}
 		})
 	}
 }
@@ -754,5 +765,41 @@ func TestE2EExpiry(t *testing.T) {
 	}
 	if n := r.metric(t, "qodwatch_sessions_ended_total", "reason", "terminated"); n != 0 {
 		t.Fatalf("%v sessions seen terminated", n)
+	}
+}
+
+// The network's notice of a session's end arrives while the daemon's own
+// DELETE of it is on its way: the end is counted once.
+func TestE2ENotificationDuringRelease(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{notify: true})
+	e.spec.notifyToken = "notify-t0ken-e2e-abcdefghijkl"
+	e.spec.pollInterval = "1h"
+	r := e.start(e.spec.parse(t), "")
+	e.ue(1).bad()
+	id := e.waitSession(r, "ue-1")
+	e.sim.SetFaults(qodsim.Faults{Latency: time.Second})
+	e.ue(1).good()
+	e.eventually("the DELETE sent, its answer delayed", func() bool {
+		return e.tally().deletes == 1 && r.status("ue-1").State == policy.StateReleasing
+	})
+	body := fmt.Sprintf(`{"sessionId":%q,"event":"SESSION_TERMINATED"}`, id)
+	resp, err := http.Post("http://"+e.notifyLn.Addr().String()+"/qodwatch/notifications?apikey="+e.spec.notifyToken, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("notification answered %d", resp.StatusCode)
+	}
+	e.sim.SetFaults(qodsim.Faults{})
+	e.waitNoSession(r, "ue-1")
+	e.eventually("the DELETE answered", func() bool {
+		return r.metric(t, "qodwatch_api_calls_total", "operation", "delete", "outcome", "ok") == 1
+	})
+	released := r.metric(t, "qodwatch_sessions_ended_total", "reason", "released")
+	terminated := r.metric(t, "qodwatch_sessions_ended_total", "reason", "terminated")
+	if released+terminated != 1 {
+		t.Fatalf("one session counted as ended %v times (released %v, terminated %v)", released+terminated, released, terminated)
 	}
 }
