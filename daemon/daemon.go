@@ -614,6 +614,7 @@ func (d *Daemon) shutdown() error {
 	deadline := time.AfterFunc(d.opts.ShutdownGrace, d.stopOp)
 	defer deadline.Stop()
 	defer d.stopOp()
+	defer d.ops.finish()
 	d.ops.wait()
 	d.mu.Lock()
 	release := d.cfg.Guards.ReleaseOnShutdown && !d.cfg.DryRun

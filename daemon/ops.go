@@ -13,6 +13,7 @@ type opTracker struct {
 	mu       sync.Mutex
 	n        int
 	stopping bool
+	finished bool          // the shutdown is over
 	stopped  chan struct{} // closed by stop
 	idle     *sync.Cond
 }
@@ -71,6 +72,20 @@ func (t *opTracker) isStopping() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.stopping
+}
+
+// finish marks the shutdown as over: nothing is to be started any more.
+func (t *opTracker) finish() {
+	t.mu.Lock()
+	t.finished = true
+	t.mu.Unlock()
+}
+
+// isFinished reports whether finish was called.
+func (t *opTracker) isFinished() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.finished
 }
 
 // wait returns once no tracked goroutine runs.

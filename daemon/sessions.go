@@ -396,6 +396,12 @@ func (d *Daemon) poll(api SessionAPI, ue, id string) {
 // the transaction id of the create that asked for it, from the path of the
 // notification URL (empty for sessions made without one).
 func (d *Daemon) sessionTerminated(id, txid string) {
+	if d.ops.isFinished() {
+		// Nothing may change once Run has returned; the next start
+		// checks every stored session with GET.
+		d.log.Info("notification after shutdown; left to the next start", "session_id", id)
+		return
+	}
 	d.metrics.notifications.Inc()
 	d.mu.Lock()
 	defer d.mu.Unlock()
