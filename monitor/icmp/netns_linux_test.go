@@ -151,6 +151,11 @@ func helperUnprivileged(t *testing.T) {
 	if c := e.Counters(); c.Lost != 0 || c.SendErrors != 0 || c.Unmatched != 0 || c.Duplicates != 0 {
 		t.Fatalf("counters %+v: want no loss, error, stranger or duplicate", c)
 	}
+	for _, ue := range ues {
+		if rtt := col.tally(ue).maxRTT; rtt <= 0 || rtt >= time.Second {
+			t.Fatalf("%s: max RTT %v, want within (0, 1s)", ue, rtt)
+		}
+	}
 }
 
 func helperDenied(t *testing.T) {
