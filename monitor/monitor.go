@@ -36,6 +36,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Clock defaults to the system clock; tests pass a fake one.
 	Clock Clock
+	// Recorded, if set, is called with the UE's name after a measurement
+	// entered its window, so a caller can re-evaluate that UE at once
+	// instead of at its next tick. It runs on the probes' hot path: it must
+	// be cheap and must not block.
+	Recorded func(ue string)
 }
 
 // Clock is the time source of the scheduler and the windows.
@@ -379,6 +384,9 @@ func (m *Monitor) Record(r Result) {
 	st.mu.Lock()
 	st.record(k, &r)
 	st.mu.Unlock()
+	if m.opts.Recorded != nil {
+		m.opts.Recorded(r.UE)
+	}
 }
 
 func (st *ueState) record(k kind, r *Result) {
