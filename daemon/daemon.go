@@ -69,9 +69,10 @@ type Daemon struct {
 	mon     *monitor.Monitor
 	store   *StateFile // nil in dry-run mode without a state dir
 
-	icmpMu  sync.Mutex
-	icmpEng *icmp.Engine
-	runCtx  context.Context
+	reloadMu sync.Mutex
+	icmpMu   sync.Mutex
+	icmpEng  *icmp.Engine
+	runCtx   context.Context
 
 	// mu guards everything below: the engine is not safe for concurrent use,
 	// and API outcomes arrive from their own goroutines.
@@ -175,6 +176,9 @@ func New(opts Options) (*Daemon, error) {
 		}
 	}
 	d.metrics = newMetrics(d)
+	// The config of the start is the first successful load: a fresh daemon
+	// must not look like one whose reload failed.
+	d.metrics.reloadSucceeded(d.now())
 	if err := d.reg.Register(d.metrics); err != nil {
 		return nil, err
 	}
@@ -506,6 +510,10 @@ func (d *Daemon) Reload() error {
 	if d.opts.ConfigFile == "" {
 		return errors.New("reload: the daemon was not started from a config file")
 	}
+	// SIGHUP and POST /-/reload may come together; one at a time, or the
+	// monitor and the engine could end up with different configs.
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
 	cfg, err := config.Load(d.opts.ConfigFile)
 	if err != nil {
 		d.metrics.reloadFailed()
