@@ -431,6 +431,9 @@ func TestE2EReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := e.start(cfg, file)
+	if v := r.metric(t, "qodwatch_config_last_reload_successful"); v != 1 {
+		t.Fatalf("qodwatch_config_last_reload_successful = %v at start; the first load succeeded", v)
+	}
 	e.ue(1).bad()
 	id := e.waitSession(r, "ue-1")
 	sent := r.metric(t, "qodwatch_probe_sent_total", "ue", "ue-1", "probe", "http")
