@@ -806,3 +806,21 @@ func TestE2ENotificationDuringRelease(t *testing.T) {
 		t.Fatalf("one session counted as ended %v times (released %v, terminated %v)", released+terminated, released, terminated)
 	}
 }
+
+// A short burst of 503s is absorbed by the client's retries within one
+// call: three POSTs, one session.
+func TestE2EFailNextRetriedWithinCall(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	e.spec.maxRetries = 2
+	e.sim.SetFaults(qodsim.Faults{FailNext: 2, ErrorStatus: http.StatusServiceUnavailable})
+	r := e.start(e.spec.parse(t), "")
+	e.ue(1).bad()
+	e.waitSession(r, "ue-1")
+	if got := e.tally(); got.posts != 3 || got.created != 1 || got.conflicts != 0 {
+		t.Fatalf("simulator saw %s; want two refused POSTs and one session", got)
+	}
+	if n := r.metric(t, "qodwatch_api_calls_total", "operation", "create", "outcome", "ok"); n != 1 {
+		t.Fatalf("qodwatch_api_calls_total{create,ok} = %v; the retries are one call", n)
+	}
+}
