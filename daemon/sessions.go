@@ -388,8 +388,24 @@ func (d *Daemon) poll(api SessionAPI, ue, id string) {
 	if st, ok := d.engine.Status(ue); !ok || !st.HasSession || st.Session.ID != id || d.isBusy(ue) {
 		return // ended meanwhile, by us or a notification
 	}
-	d.log.Warn("session ended by the network (found by polling)", "ue", ue, "session_id", id, "transaction_id", txid)
-	d.ended(d.now(), ue, id, policy.EndTerminated)
+	now := d.now()
+	st, _ := d.engine.Status(ue)
+	why := endReason(st.Session, now)
+	d.log.Warn("session ended by the network (found by polling)", "ue", ue, "session_id", id, "transaction_id", txid, "reason", why.String())
+	d.ended(now, ue, id, why)
+}
+
+// expiryNoticeSlack: an end the network reports this close to a session's
+// expiry (on our clock, which is the latest it can be) is its expiry. The
+// operator ends it up to a create's round trip earlier, and v0.8.1 says
+// SESSION_TERMINATED either way.
+const expiryNoticeSlack = 2 * time.Second
+
+func endReason(s policy.Session, now time.Time) policy.EndReason {
+	if !s.ExpiresAt.IsZero() && !now.Before(s.ExpiresAt.Add(-expiryNoticeSlack)) {
+		return policy.EndExpired
+	}
+	return policy.EndTerminated
 }
 
 // sessionTerminated handles a SESSION_TERMINATED notification. txid is
@@ -408,8 +424,9 @@ func (d *Daemon) sessionTerminated(id, txid string) {
 	now := d.now()
 	for _, st := range d.engine.Statuses(nil) {
 		if st.HasSession && st.Session.ID == id {
-			d.log.Warn("session ended by the network (notification)", "ue", st.UE, "session_id", id)
-			d.ended(now, st.UE, id, policy.EndTerminated)
+			why := endReason(st.Session, now)
+			d.log.Warn("session ended by the network (notification)", "ue", st.UE, "session_id", id, "reason", why.String())
+			d.ended(now, st.UE, id, why)
 			return
 		}
 	}
