@@ -749,7 +749,8 @@ func TestE2ESessionsMadeByAnotherProcess(t *testing.T) {
 // lists it for as long as it is live), and forgets it.
 func TestE2EExpiry(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{})
+	// The simulator notifies expiries too; they are still counted as such.
+	e := newEnv(t, envOptions{notify: true})
 	e.spec.duration = "2s"
 	e.spec.budget = "3s"
 	r := e.start(e.spec.parse(t), "")
