@@ -472,10 +472,21 @@ func TestE2EReload(t *testing.T) {
 	if st := r.status("ue-1"); !st.HasSession || st.Session.ID != id {
 		t.Fatalf("session lost on a refused reload: %+v", st)
 	}
+
+	// ue-2 leaves the config while it holds a session: the session ends.
+	e.spec.ues = full[:1]
+	write(e.spec.yaml(t))
+	if err := r.d.Reload(); err != nil {
+		t.Fatalf("valid reload refused: %v", err)
+	}
+	e.eventually("the removed UE's session ended and the UE gone", func() bool {
+		return len(e.live()) == 1 && r.status("ue-2").UE == ""
+	})
+	if st := r.status("ue-1"); !st.HasSession || st.Session.ID != id {
+		t.Fatalf("ue-1's session lost when ue-2 was removed: %+v", st)
+	}
 	e.ue(1).good()
-	e.ue(2).good()
 	e.waitNoSession(r, "ue-1")
-	e.waitNoSession(r, "ue-2")
 	got := e.tally()
 	if got.created != 2 || got.deletes != 2 || got.conflicts != 0 {
 		t.Fatalf("simulator saw %s; want one session per UE", got)
