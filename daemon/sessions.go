@@ -493,8 +493,11 @@ func (d *Daemon) settleIntent(id, txid string) {
 			log.Warn("policy refused the session of a lost create answer", "err", err)
 		} else {
 			d.metrics.sessionsOpened.WithLabelValues(in.QoS).Inc()
-			log.Warn("session ended by the network (notification); it was made by a create whose answer was lost, and the UE is no longer suspected of holding one")
-			d.ended(now, in.UE, id, policy.EndTerminated)
+			// It started after the intent was sent; an end reported at
+			// its duration from then is its expiry.
+			why := endReason(policy.Session{ExpiresAt: in.SentAt.Add(time.Duration(in.Duration) * time.Second)}, now)
+			log.Warn("session ended by the network (notification); it was made by a create whose answer was lost, and the UE is no longer suspected of holding one", "reason", why.String())
+			d.ended(now, in.UE, id, why)
 		}
 	}
 	d.persistAsync(func(s *State) { s.DropIntent(txid) })
