@@ -37,8 +37,17 @@ func cmdSessions(args []string, stdout, stderr io.Writer) int {
 	ueName := fs.String("ue", "", "UE name (create, end)")
 	qos := fs.String("qos", "", "QoS profile (create; default: the UE's rule)")
 	duration := fs.String("duration", "", "session duration (create; default: the UE's rule)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return 2
+	// Flags may come before or after the session id.
+	var positional []string
+	for rest := args[1:]; ; {
+		if err := fs.Parse(rest); err != nil {
+			return 2
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		rest = fs.Args()[1:]
 	}
 	cfg, err := config.Load(*file)
 	if err != nil {
@@ -69,15 +78,23 @@ func cmdSessions(args []string, stdout, stderr io.Writer) int {
 	case "list":
 		err = tool.list(ctx)
 	case "get":
-		if fs.NArg() != 1 {
+		if len(positional) != 1 {
 			err = errors.New("get takes one session id")
 			break
 		}
-		err = tool.get(ctx, fs.Arg(0))
+		err = tool.get(ctx, positional[0])
 	case "create":
 		err = tool.create(ctx, *ueName, *qos, *duration)
 	case "end":
-		err = tool.end(ctx, fs.Arg(0), *ueName)
+		if len(positional) > 1 || (len(positional) == 0) == (*ueName == "") {
+			err = errors.New("end takes one session id or --ue NAME")
+			break
+		}
+		id := ""
+		if len(positional) == 1 {
+			id = positional[0]
+		}
+		err = tool.end(ctx, id, *ueName)
 	default:
 		fmt.Fprint(stderr, sessionsUsage)
 		return 2
