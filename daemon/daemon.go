@@ -8,6 +8,15 @@
 // starts that API call in the background (one per UE at a time, so probing
 // never waits for the API) and reports the outcome back to the policy.
 // A repeated tick asks for nothing new while a call is in flight.
+//
+// Each create sends notificationUrl = notifications.public_url +
+// "/tx/{transaction id}", so the operator calls
+// {public_url}/tx/{transaction id}/notifications: the transaction id ties
+// the end of a session whose create answer was lost to the intent that
+// made it. A proxy in front must forward every path under public_url.
+//
+// Session times are kept on this host's clock (see grantedDuration): the
+// operator's clock may differ by more than a session's length.
 package daemon
 
 import (

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -9,7 +10,7 @@ import (
 
 func TestNotificationReceiver(t *testing.T) {
 	var ended []string
-	rcv := &NotificationReceiver{Token: "s3cret", OnTerminated: func(id string) { ended = append(ended, id) }}
+	rcv := &NotificationReceiver{Token: "s3cret", Logger: slog.New(slog.DiscardHandler), OnTerminated: func(id string) { ended = append(ended, id) }}
 	body := `{"sessionId":"abc","event":"SESSION_TERMINATED"}`
 	cases := []struct {
 		name   string
@@ -76,7 +77,7 @@ func TestNotificationTransactionID(t *testing.T) {
 		}
 	}
 	var gotID, gotTx string
-	rcv := &NotificationReceiver{Token: "s3cret", OnSessionTerminated: func(s, tx string) { gotID, gotTx = s, tx }}
+	rcv := &NotificationReceiver{Token: "s3cret", Logger: slog.New(slog.DiscardHandler), OnSessionTerminated: func(s, tx string) { gotID, gotTx = s, tx }}
 	req := httptest.NewRequest("POST", "/cb/tx/"+id+"/notifications?apikey=s3cret", strings.NewReader(`{"sessionId":"abc","event":"SESSION_TERMINATED"}`))
 	rcv.ServeHTTP(httptest.NewRecorder(), req)
 	if gotID != "abc" || gotTx != id {
