@@ -190,15 +190,8 @@ func (d *Daemon) open(op sessionOp) {
 		d.mu.Unlock()
 		return
 	}
-	answered := d.now()
-	s := Session{
-		UE: op.dec.UE, ID: info.ID, QoS: string(info.QoS), Rule: op.dec.Rule,
-		StartedAt: sent, ExpiresAt: answered.Add(grantedDuration(info, op.dec.Duration)),
-		TransactionID: txid, Origin: "daemon",
-	}
-	if s.QoS == "" {
-		s.QoS = op.dec.QoS
-	}
+	s := SessionOf(op.dec.UE, op.dec.QoS, op.dec.Duration, info, sent, d.now())
+	s.Rule, s.TransactionID, s.Origin = op.dec.Rule, txid, "daemon"
 	failpoint(fpAfterCreate)
 	if _, err := d.store.Update(func(st *State) error { st.AddSession(s); return nil }); err != nil {
 		// The intent is still on disk, so a crash now leaves the UE
@@ -223,6 +216,20 @@ func (d *Daemon) open(op sessionOp) {
 		d.ended(now, op.dec.UE, s.ID, policy.EndTerminated)
 	}
 	d.mu.Unlock()
+}
+
+// SessionOf is the state file record of a session a create just made:
+// qos and asked are what was asked for, sent and answered when the create
+// was sent and its answer came, on this host's clock. Its times are on
+// that clock too (see grantedDuration); the caller sets Rule,
+// TransactionID and Origin. The sessions CLI records its creates with it
+// so the daemon reads the same kind of times.
+func SessionOf(ue, qos string, asked time.Duration, info *qodclient.SessionInfo, sent, answered time.Time) Session {
+	s := Session{UE: ue, ID: info.ID, QoS: string(info.QoS), StartedAt: sent, ExpiresAt: answered.Add(grantedDuration(info, asked))}
+	if s.QoS == "" {
+		s.QoS = qos
+	}
+	return s
 }
 
 // grantedDuration is how long the operator says a session lasts: its
