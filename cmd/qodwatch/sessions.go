@@ -122,14 +122,14 @@ func (t sessionTool) list(ctx context.Context) error {
 	fmt.Fprintln(w, "UE\tSESSION\tQOS\tEXPIRES\tBY\tAT THE OPERATOR")
 	for _, s := range st.Sessions {
 		status := "live"
-		info, err := t.api.Get(ctx, s.ID)
+		// EXPIRES is the state file's, on this host's clock: the
+		// operator's may differ.
+		_, err := t.api.Get(ctx, s.ID)
 		switch {
 		case errors.Is(err, qodclient.ErrNotFound):
 			status = "gone (the daemon forgets it at its next check)"
 		case err != nil:
 			status = "unchecked: " + err.Error()
-		case !info.ExpiresAt.IsZero():
-			s.ExpiresAt = info.ExpiresAt
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", s.UE, s.ID, s.QoS, s.ExpiresAt.UTC().Format(time.RFC3339), s.Origin, status)
 	}
@@ -189,12 +189,13 @@ func (t sessionTool) create(ctx context.Context, name, qos, duration string) err
 		}
 		return err
 	}
-	s := daemon.Session{UE: name, ID: info.ID, QoS: string(info.QoS), StartedAt: info.StartedAt, ExpiresAt: info.ExpiresAt,
-		TransactionID: txid, Origin: "cli"}
+	// Times on this host's clock, as the daemon keeps them.
+	s := daemon.SessionOf(name, qos, dur, info, now, time.Now())
+	s.TransactionID, s.Origin = txid, "cli"
 	if _, err := t.store.Update(func(st *daemon.State) error { st.AddSession(s); return nil }); err != nil {
 		return fmt.Errorf("session %s created but not recorded: %w", info.ID, err)
 	}
-	fmt.Fprintf(t.out, "created %s for %s: %s until %s\n", info.ID, name, info.QoS, info.ExpiresAt.UTC().Format(time.RFC3339))
+	fmt.Fprintf(t.out, "created %s for %s: %s until %s\n", s.ID, name, s.QoS, s.ExpiresAt.UTC().Format(time.RFC3339))
 	return nil
 }
 
