@@ -198,6 +198,14 @@ type Status struct {
 	Waiting    string   // what the UE is waiting for now, for people
 	Last       Decision // the last decision other than None (zero if none yet)
 	Removed    bool     // removed from the config; kept until its session is gone
+	// Due is when the UE should be evaluated again even if its statistics
+	// do not change: the end of a breach's or a recovery's `for` (exactly
+	// since + for: an evaluation at that instant fires), of a cooldown,
+	// backoff, min_session or possible session, a renewal, an escalation,
+	// an expiry, the next budget day; or, right after an API outcome or an
+	// adoption, the time of that change. Zero: nothing is timed. The
+	// earliest across UEs is Engine.NextDue.
+	Due time.Time
 }
 
 // Usage is the engine's spending now.

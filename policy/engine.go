@@ -28,6 +28,8 @@ type Engine struct {
 
 	budgetDay  int64 // days since the Unix epoch, UTC
 	budgetUsed time.Duration
+
+	due []*ue // min-heap of the UEs with a due time, by due (see due.go)
 }
 
 // NewEngine returns an engine with no UEs.
@@ -86,6 +88,15 @@ func (t *timer) pause(now time.Time) {
 
 func (t *timer) running() bool { return !t.since.IsZero() }
 
+// doneAt is when a running, unpaused timer reaches hold: exactly the moment
+// held(now) >= hold starts to be true, so an evaluation at that time fires.
+func (t *timer) doneAt(hold time.Duration) time.Time {
+	if t.since.IsZero() || !t.paused.IsZero() {
+		return time.Time{}
+	}
+	return t.since.Add(hold)
+}
+
 func (t *timer) held(now time.Time) time.Duration {
 	if t.since.IsZero() {
 		return 0
@@ -117,10 +128,12 @@ const (
 )
 
 // wait records why a UE got no decision, formatted only when asked for so
-// the steady path does not allocate.
+// the steady path does not allocate. due is when the wait can end by the
+// clock alone (zero: only new data or an API outcome ends it).
 type wait struct {
 	code       waitCode
 	until      time.Time
+	due        time.Time
 	held, need time.Duration
 	group      int
 }
@@ -137,8 +150,10 @@ type ue struct {
 	slot         bool // counted in sessions and groupCount
 	blocked      bool
 	escalated    bool
-	noEscalation bool // the escalation profile was refused in this episode
+	noEscalation bool  // the escalation profile was refused in this episode
+	duePos       int32 // 1 + index in Engine.due; 0 when not in it
 
+	due            time.Time // when to evaluate again without new data (zero: no need); see due.go
 	breach, recov  timer
 	since          time.Time
 	wait           wait
@@ -227,7 +242,9 @@ func (e *Engine) RemoveUE(now time.Time, name string) Decision {
 		return Decision{}
 	}
 	u.removed = true
-	return e.evalRemoved(now, u)
+	d := e.evalRemoved(now, u)
+	e.schedule(now, u)
+	return d
 }
 
 func (e *Engine) evalRemoved(now time.Time, u *ue) Decision {
@@ -243,6 +260,7 @@ func (e *Engine) maybeDrop(u *ue) {
 		delete(e.ues, u.name)
 		u.gone = true
 		e.gone++
+		e.setDue(u, time.Time{})
 	}
 }
 
@@ -286,7 +304,14 @@ func (e *Engine) Tick(now time.Time, observe func(ue string) Observation, dst []
 	return dst
 }
 
+// eval evaluates u and sets its due time from what it waits for next.
 func (e *Engine) eval(now time.Time, u *ue, obs *Observation) Decision {
+	d := e.step(now, u, obs)
+	e.schedule(now, u)
+	return d
+}
+
+func (e *Engine) step(now time.Time, u *ue, obs *Observation) Decision {
 	e.roll(now)
 	if !u.uncertainUntil.IsZero() && !now.Before(u.uncertainUntil) {
 		u.uncertainUntil, u.uncertainCharge = time.Time{}, charge{}
@@ -354,10 +379,10 @@ func (e *Engine) evalNoSession(now time.Time, u *ue, obs *Observation, b tri) De
 	switch {
 	case !u.uncertainUntil.IsZero():
 		u.setState(StateUncertain, now)
-		u.wait = wait{code: waitUncertain, until: u.uncertainUntil}
+		u.wait = wait{code: waitUncertain, until: u.uncertainUntil, due: u.uncertainUntil}
 	case now.Before(u.cooldownUntil):
 		u.setState(StateCooldown, now)
-		u.wait = wait{code: waitCooldown, until: u.cooldownUntil}
+		u.wait = wait{code: waitCooldown, until: u.cooldownUntil, due: u.cooldownUntil}
 	case b == triFalse:
 		u.setState(StateIdle, now)
 		u.wait = wait{}
@@ -373,10 +398,10 @@ func (e *Engine) evalNoSession(now time.Time, u *ue, obs *Observation, b tri) De
 		u.wait = wait{code: waitFailed}
 	case held < r.breach.hold:
 		u.setState(StatePending, now)
-		u.wait = wait{code: waitBreachFor, held: held, need: r.breach.hold}
+		u.wait = wait{code: waitBreachFor, held: held, need: r.breach.hold, due: u.breach.doneAt(r.breach.hold)}
 	case now.Before(u.retryAt):
 		u.setState(StateBackoff, now)
-		u.wait = wait{code: waitBackoff, until: u.retryAt}
+		u.wait = wait{code: waitBackoff, until: u.retryAt, due: u.retryAt}
 	case e.g.MaxSessions > 0 && e.sessions >= e.g.MaxSessions:
 		u.setState(StatePending, now)
 		u.wait = wait{code: waitMaxSessions}
@@ -385,7 +410,7 @@ func (e *Engine) evalNoSession(now time.Time, u *ue, obs *Observation, b tri) De
 		u.wait = wait{code: waitGroupLimit, group: e.groupFull(u)}
 	case !e.affords(r.Duration):
 		u.setState(StatePending, now)
-		u.wait = wait{code: waitBudget, need: r.Duration}
+		u.wait = wait{code: waitBudget, need: r.Duration, due: e.nextBudgetDay()}
 	default:
 		return e.request(now, u, obs, held)
 	}
@@ -400,11 +425,11 @@ func (e *Engine) evalSession(now time.Time, u *ue, obs *Observation, b, rc tri, 
 		minEnd := u.activeSince.Add(e.g.MinSession)
 		switch {
 		case held < r.recover.hold:
-			u.wait = wait{code: waitRecoverFor, held: held, need: r.recover.hold}
+			u.wait = wait{code: waitRecoverFor, held: held, need: r.recover.hold, due: u.recov.doneAt(r.recover.hold)}
 		case now.Before(minEnd):
-			u.wait = wait{code: waitMinSession, until: minEnd}
+			u.wait = wait{code: waitMinSession, until: minEnd, due: minEnd}
 		case now.Before(u.retryAt):
-			u.wait = wait{code: waitBackoff, until: u.retryAt}
+			u.wait = wait{code: waitBackoff, until: u.retryAt, due: u.retryAt}
 		default:
 			return e.release(now, u, obs, "")
 		}
@@ -417,32 +442,41 @@ func (e *Engine) evalSession(now time.Time, u *ue, obs *Observation, b, rc tri, 
 		return Decision{}
 	case !u.uncertainUntil.IsZero():
 		// A replacement may exist already; another would be a duplicate.
-		u.wait = wait{code: waitUncertain, until: u.uncertainUntil}
+		u.wait = wait{code: waitUncertain, until: u.uncertainUntil, due: u.uncertainUntil}
 		return Decision{}
 	case u.blocked:
 		u.wait = wait{code: waitFailed}
 		return Decision{}
 	case now.Before(u.retryAt):
-		u.wait = wait{code: waitBackoff, until: u.retryAt}
+		u.wait = wait{code: waitBackoff, until: u.retryAt, due: u.retryAt}
 		return Decision{}
 	}
+	var escalateAt time.Time
 	if esc := r.Escalate; esc != nil && b == triTrue && !u.escalated && !u.noEscalation {
 		held := min(u.breach.held(now), now.Sub(u.activeSince))
 		if held >= esc.After {
 			if e.affords(r.Duration) {
 				return e.replace(now, u, obs, Escalate, esc.To, held)
 			}
-			u.wait = wait{code: waitBudget, need: r.Duration}
+			u.wait = wait{code: waitBudget, need: r.Duration, due: e.nextBudgetDay()}
 			return Decision{}
+		}
+		// Both the breach and the session must have lasted esc.After.
+		escalateAt = u.activeSince.Add(esc.After)
+		if at := u.breach.doneAt(esc.After); at.After(escalateAt) {
+			escalateAt = at
 		}
 	}
 	renewAt := u.sess.ExpiresAt.Add(-e.renewBefore(u))
 	if now.Before(renewAt) {
-		u.wait = wait{code: waitRenewal, until: renewAt}
+		u.wait = wait{code: waitRenewal, until: renewAt, due: renewAt}
+		if !escalateAt.IsZero() && escalateAt.Before(renewAt) {
+			u.wait.due = escalateAt
+		}
 		return Decision{}
 	}
 	if !e.affords(r.Duration) {
-		u.wait = wait{code: waitBudget, need: r.Duration}
+		u.wait = wait{code: waitBudget, need: r.Duration, due: e.nextBudgetDay()}
 		return Decision{}
 	}
 	qos := r.QoS
@@ -598,6 +632,7 @@ func (e *Engine) Opened(now time.Time, name string, s Session) error {
 	case opRelease:
 		if u.has && u.sess.ID == s.ID {
 			u.sess.ExpiresAt = s.ExpiresAt
+			e.touch(now, u)
 			return nil
 		}
 		return fmt.Errorf("session %q opened for ue %q while its session %q is being released", s.ID, name, u.opSession)
@@ -616,6 +651,7 @@ func (e *Engine) Opened(now time.Time, name string, s Session) error {
 	u.uncertainUntil, u.uncertainCharge = time.Time{}, charge{}
 	u.setState(StateActive, now)
 	e.sync(u)
+	e.touch(now, u)
 	return nil
 }
 
@@ -665,6 +701,7 @@ func (e *Engine) Failed(now time.Time, name string, f Failure) error {
 		u.setState(StateBackoff, now)
 	}
 	e.sync(u)
+	e.touch(now, u)
 	e.maybeDrop(u)
 	return nil
 }
@@ -705,9 +742,11 @@ func (e *Engine) Ended(now time.Time, name, id string, why EndReason) error {
 		if u.op == opNone {
 			u.setState(StateCooldown, now)
 		}
+		e.touch(now, u)
 	case u.op == opRelease && u.opSession == id:
 		u.op, u.opSession = opNone, ""
 		u.setState(StateCooldown, now)
+		e.touch(now, u)
 	}
 	e.sync(u)
 	e.maybeDrop(u)
@@ -753,6 +792,7 @@ func (e *Engine) Adopt(now time.Time, name string, s Session) error {
 	u.uncertainUntil, u.uncertainCharge = time.Time{}, charge{}
 	u.setState(StateActive, now)
 	e.sync(u)
+	e.touch(now, u)
 	return nil
 }
 
@@ -775,6 +815,7 @@ func (e *Engine) PossiblyHolds(now time.Time, name string, until time.Time) erro
 		u.setState(StateUncertain, now)
 	}
 	e.sync(u)
+	e.touch(now, u)
 	e.maybeDrop(u)
 	return nil
 }
@@ -813,6 +854,11 @@ func (e *Engine) roll(now time.Time) {
 	if d := dayOf(now); d != e.budgetDay {
 		e.budgetDay, e.budgetUsed = d, 0
 	}
+}
+
+// nextBudgetDay is when the budget starts afresh: the next UTC midnight.
+func (e *Engine) nextBudgetDay() time.Time {
+	return time.Unix((e.budgetDay+1)*86400, 0)
 }
 
 func (e *Engine) affords(d time.Duration) bool {
@@ -880,7 +926,7 @@ func (e *Engine) status(u *ue) Status {
 	s := Status{
 		UE: u.name, Rule: u.rule.Name, State: u.state, Since: u.since,
 		Session: u.sess, HasSession: u.has, Escalated: u.escalated,
-		Removed: u.removed,
+		Removed: u.removed, Due: u.due,
 	}
 	if u.last != nil {
 		s.Last = *u.last

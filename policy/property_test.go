@@ -230,6 +230,14 @@ func (s *sim) step(dt time.Duration) {
 		s.answer(u, d)
 	}
 	s.invariants()
+	// Due times: the heap is intact, and every UE just evaluated is due
+	// later (or now, if an API answer just came).
+	checkDueHeap(s.t, s.e)
+	for _, u := range s.e.list {
+		if !u.due.IsZero() && u.due.Before(s.now) {
+			s.fail("%s: due at %v, before the tick that evaluated it", u.name, u.due)
+		}
+	}
 }
 
 // breachOf is the breach condition of u's rule as the engine reads it.
