@@ -58,25 +58,34 @@ func BenchmarkRecord(b *testing.B) {
 }
 
 // BenchmarkScrape renders /metrics for 10,000 UEs, with and without the
-// per-UE histograms; it reports the page size.
+// per-UE histograms, through client_golang's registry (Collect) and
+// straight (WriteMetrics); it reports the page size.
 func BenchmarkScrape(b *testing.B) {
-	for _, hist := range []bool{false, true} {
-		b.Run(fmt.Sprintf("ues=10000/histogram=%t", hist), func(b *testing.B) {
-			m, _ := fleet(b, 10000, hist)
-			reg := prometheus.NewRegistry()
-			reg.MustRegister(m)
-			var buf bytes.Buffer
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				buf.Reset()
-				if err := render(reg, &buf); err != nil {
-					b.Fatal(err)
+	for _, path := range []string{"registry", "text"} {
+		for _, hist := range []bool{false, true} {
+			b.Run(fmt.Sprintf("ues=10000/%s/histogram=%t", path, hist), func(b *testing.B) {
+				m, _ := fleet(b, 10000, hist)
+				reg := prometheus.NewRegistry()
+				reg.MustRegister(m)
+				var buf bytes.Buffer
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					buf.Reset()
+					var err error
+					if path == "registry" {
+						err = render(reg, &buf)
+					} else {
+						err = m.WriteMetrics(&buf)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-			b.ReportMetric(float64(buf.Len()), "page-bytes")
-			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/scrape")
-		})
+				b.ReportMetric(float64(buf.Len()), "page-bytes")
+				b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/scrape")
+			})
+		}
 	}
 }
 

@@ -1,6 +1,8 @@
 package monitor
 
 import (
+	"cmp"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,52 +32,327 @@ func (h *rttHistogram) observe(d time.Duration) {
 	h.sum += s
 }
 
+// family is one metric family of the Monitor. Both ways out, Collect
+// (client_golang) and WriteMetrics (the text format, straight), walk the
+// same families over the same snapshot, so they cannot disagree.
+type family struct {
+	name, help string
+	kind       familyKind
+	labels     []string // variable label names, sorted as the text format has them
+	desc       *prometheus.Desc
+	// write emits the family's series from a scrape's snapshot.
+	write func(sc *scrape, f *family, out sink)
+}
+
+type familyKind uint8
+
+const (
+	gauge familyKind = iota
+	counter
+	histogram
+)
+
+func (k familyKind) String() string { return [...]string{"gauge", "counter", "histogram"}[k] }
+
+// sink receives the series of one scrape. Label values come in the order
+// of family.labels; l1 is unused by families with fewer than two labels.
+type sink interface {
+	sample(f *family, v float64, l0, l1 string)
+	histogram(f *family, h *rttHistogram, l0, l1 string)
+	// info is qodwatch_ue_info, whose label names follow the config.
+	info(f *family, names, values []string)
+}
+
+// families are sorted by name, the order of the text format's output.
+var families = []*family{
+	{name: "qodwatch_icmp_dropped_results_total", kind: counter,
+		help: "ICMP results dropped because they overlapped a throughput run of their UE.",
+		write: func(sc *scrape, f *family, out sink) {
+			out.sample(f, float64(sc.dropped), "", "")
+		}},
+	{name: "qodwatch_probe_errors_total", kind: counter, labels: []string{"probe", "reason"},
+		help: "Probe runs that could not measure at all, by probe kind and reason.",
+		write: func(sc *scrape, f *family, out sink) {
+			for _, k := range kindsByName {
+				for _, r := range reasonsByName {
+					out.sample(f, float64(sc.errors[k][r]), kindNames[k], reasonNames[r])
+				}
+			}
+		}},
+	{name: "qodwatch_probe_http_status_code", kind: gauge, labels: labelsUE,
+		help: "Last HTTP status seen by an http or throughput probe of the UE.",
+		write: perUE(func(u *ueFigures, f *family, out sink) {
+			if u.status != 0 {
+				out.sample(f, float64(u.status), u.name, "")
+			}
+		})},
+	{name: "qodwatch_probe_received_total", kind: counter, labels: labelsProbeUE,
+		help: "Measurements answered per UE and probe kind.",
+		write: perUE(func(u *ueFigures, f *family, out sink) {
+			for _, k := range kindsByName {
+				if u.kinds[k] {
+					out.sample(f, float64(u.received[k]), kindNames[k], u.name)
+				}
+			}
+		})},
+	{name: "qodwatch_probe_rtt_seconds", kind: histogram, labels: labelsProbeUE,
+		help: "Round trips per UE and probe kind: echo, TCP connect, HTTP time to first byte.",
+		write: func(sc *scrape, f *family, out sink) {
+			if len(sc.hists) == 0 {
+				return
+			}
+			for i := range sc.ues {
+				u := &sc.ues[i]
+				for _, k := range kindsByName {
+					if h := u.hist[k]; h > 0 {
+						out.histogram(f, &sc.hists[h-1], kindNames[k], u.name)
+					}
+				}
+			}
+		}},
+	{name: "qodwatch_probe_sent_total", kind: counter, labels: labelsProbeUE,
+		help: "Measurements attempted per UE and probe kind (echo requests, connections, queries).",
+		write: perUE(func(u *ueFigures, f *family, out sink) {
+			for _, k := range kindsByName {
+				if u.kinds[k] {
+					out.sample(f, float64(u.sent[k]), kindNames[k], u.name)
+				}
+			}
+		})},
+	{name: "qodwatch_probe_skipped_total", kind: counter, labels: []string{"probe"},
+		help: "Probe runs skipped because the UE was busy with a throughput run or the previous run had not finished.",
+		write: func(sc *scrape, f *family, out sink) {
+			for _, k := range kindsByName {
+				out.sample(f, float64(sc.skipped[k]), kindNames[k], "")
+			}
+		}},
+	{name: "qodwatch_probe_transferred_bytes_total", kind: counter, labels: labelsUE,
+		help: "Bytes moved by throughput probes per UE (mobile data spent on measuring).",
+		write: perUE(func(u *ueFigures, f *family, out sink) {
+			if u.kinds[kThroughput] {
+				out.sample(f, float64(u.bytes), u.name, "")
+			}
+		})},
+	{name: "qodwatch_probe_value", kind: gauge, labels: []string{"query", "ue"},
+		help: "Last value read by a prometheus probe of the UE.",
+		write: perUE(func(u *ueFigures, f *family, out sink) {
+			for _, v := range u.values {
+				if !v.At.IsZero() {
+					out.sample(f, v.Value, v.Name, u.name)
+				}
+			}
+		})},
+	{name: "qodwatch_ue_info", kind: gauge,
+		help: "The UEs being watched, with their address and config labels; join on ue.",
+		write: func(sc *scrape, f *family, out sink) {
+			// Label names sorted: addr, the config's, ue (config labels may
+			// be neither addr nor ue).
+			names := make([]string, 0, 2+len(sc.infoLabels))
+			names = append(names, "addr")
+			names = append(names, sc.infoLabels...)
+			names = append(names, "ue")
+			slices.Sort(names)
+			values := make([]string, len(names))
+			for i := range sc.ues {
+				u := &sc.ues[i]
+				for j, n := range names {
+					switch n {
+					case "addr":
+						values[j] = u.addr
+					case "ue":
+						values[j] = u.name
+					default:
+						values[j] = u.labels[n]
+					}
+				}
+				out.info(f, names, values)
+			}
+		}},
+	{name: "qodwatch_ues", kind: gauge,
+		help: "Number of UEs being watched.",
+		write: func(sc *scrape, f *family, out sink) {
+			out.sample(f, float64(len(sc.ues)), "", "")
+		}},
+	{name: "qodwatch_window_jitter_seconds", kind: gauge, labels: labelsUE,
+		help:  "RFC 3550 jitter of the UE's round trips.",
+		write: withLatency(func(u *ueFigures) float64 { return u.jitter.Seconds() })},
+	{name: "qodwatch_window_last_sample_timestamp_seconds", kind: gauge, labels: labelsUE,
+		help: "When the UE's last measurement completed, Unix time.",
+		write: perUE(func(u *ueFigures, f *family, out sink) {
+			if u.last != 0 {
+				out.sample(f, float64(u.last)/1e9, u.name, "")
+			}
+		})},
+	{name: "qodwatch_window_latency_max_seconds", kind: gauge, labels: labelsUE,
+		help:  "Longest round trip in the UE's window.",
+		write: withLatency(func(u *ueFigures) float64 { return u.max.Seconds() })},
+	{name: "qodwatch_window_latency_mean_seconds", kind: gauge, labels: labelsUE,
+		help:  "Mean round trip over the UE's window.",
+		write: withLatency(func(u *ueFigures) float64 { return u.mean.Seconds() })},
+	{name: "qodwatch_window_latency_p50_seconds", kind: gauge, labels: labelsUE,
+		help:  "Median round trip over the UE's window.",
+		write: withLatency(func(u *ueFigures) float64 { return u.p50.Seconds() })},
+	{name: "qodwatch_window_latency_p95_seconds", kind: gauge, labels: labelsUE,
+		help:  "95th percentile round trip over the UE's window.",
+		write: withLatency(func(u *ueFigures) float64 { return u.p95.Seconds() })},
+	{name: "qodwatch_window_loss_ratio", kind: gauge, labels: labelsUE,
+		help: "Share of the UE's measurements in the window that got no answer.",
+		write: perUE(func(u *ueFigures, f *family, out sink) {
+			if u.hasLat && u.samples+u.lost > 0 {
+				out.sample(f, u.loss, u.name, "")
+			}
+		})},
+	{name: "qodwatch_window_lost", kind: gauge, labels: labelsUE,
+		help: "Unanswered measurements in the UE's window.",
+		write: perUE(func(u *ueFigures, f *family, out sink) {
+			if u.hasLat {
+				out.sample(f, float64(u.lost), u.name, "")
+			}
+		})},
+	{name: "qodwatch_window_samples", kind: gauge, labels: labelsUE,
+		help: "Answered round trips in the UE's window.",
+		write: perUE(func(u *ueFigures, f *family, out sink) {
+			if u.hasLat {
+				out.sample(f, float64(u.samples), u.name, "")
+			}
+		})},
+	{name: "qodwatch_window_throughput_bytes_per_second", kind: gauge, labels: labelsUE,
+		help: "Mean throughput of the UE's throughput samples in the window.",
+		write: perUE(func(u *ueFigures, f *family, out sink) {
+			if u.tputSamples > 0 {
+				out.sample(f, u.throughput, u.name, "")
+			}
+		})},
+}
+
 var (
 	labelsUE      = []string{"ue"}
-	labelsUEProbe = []string{"ue", "probe"}
+	labelsProbeUE = []string{"probe", "ue"}
 
-	descUEs = prometheus.NewDesc("qodwatch_ues",
-		"Number of UEs being watched.", nil, nil)
-	descSent = prometheus.NewDesc("qodwatch_probe_sent_total",
-		"Measurements attempted per UE and probe kind (echo requests, connections, queries).", labelsUEProbe, nil)
-	descReceived = prometheus.NewDesc("qodwatch_probe_received_total",
-		"Measurements answered per UE and probe kind.", labelsUEProbe, nil)
-	descRTT = prometheus.NewDesc("qodwatch_probe_rtt_seconds",
-		"Round trips per UE and probe kind: echo, TCP connect, HTTP time to first byte.", labelsUEProbe, nil)
-	descErrors = prometheus.NewDesc("qodwatch_probe_errors_total",
-		"Probe runs that could not measure at all, by probe kind and reason.", []string{"probe", "reason"}, nil)
-	descSkipped = prometheus.NewDesc("qodwatch_probe_skipped_total",
-		"Probe runs skipped because the UE was busy with a throughput run or the previous run had not finished.", []string{"probe"}, nil)
-	descDropped = prometheus.NewDesc("qodwatch_icmp_dropped_results_total",
-		"ICMP results dropped because they overlapped a throughput run of their UE.", nil, nil)
-	descTransferred = prometheus.NewDesc("qodwatch_probe_transferred_bytes_total",
-		"Bytes moved by throughput probes per UE (mobile data spent on measuring).", labelsUE, nil)
-	descHTTPStatus = prometheus.NewDesc("qodwatch_probe_http_status_code",
-		"Last HTTP status seen by an http or throughput probe of the UE.", labelsUE, nil)
-	descValue = prometheus.NewDesc("qodwatch_probe_value",
-		"Last value read by a prometheus probe of the UE.", []string{"ue", "query"}, nil)
+	// kindsByName and reasonsByName order series as the text format sorts
+	// label values.
+	kindsByName   = sortedIndexes(kindNames[:], func(k int) kind { return kind(k) })
+	reasonsByName = sortedIndexes(reasonNames[:], func(r int) int { return r })
 
-	descLatMean = prometheus.NewDesc("qodwatch_window_latency_mean_seconds",
-		"Mean round trip over the UE's window.", labelsUE, nil)
-	descLatP50 = prometheus.NewDesc("qodwatch_window_latency_p50_seconds",
-		"Median round trip over the UE's window.", labelsUE, nil)
-	descLatP95 = prometheus.NewDesc("qodwatch_window_latency_p95_seconds",
-		"95th percentile round trip over the UE's window.", labelsUE, nil)
-	descLatMax = prometheus.NewDesc("qodwatch_window_latency_max_seconds",
-		"Longest round trip in the UE's window.", labelsUE, nil)
-	descJitter = prometheus.NewDesc("qodwatch_window_jitter_seconds",
-		"RFC 3550 jitter of the UE's round trips.", labelsUE, nil)
-	descLoss = prometheus.NewDesc("qodwatch_window_loss_ratio",
-		"Share of the UE's measurements in the window that got no answer.", labelsUE, nil)
-	descThroughput = prometheus.NewDesc("qodwatch_window_throughput_bytes_per_second",
-		"Mean throughput of the UE's throughput samples in the window.", labelsUE, nil)
-	descSamples = prometheus.NewDesc("qodwatch_window_samples",
-		"Answered round trips in the UE's window.", labelsUE, nil)
-	descLost = prometheus.NewDesc("qodwatch_window_lost",
-		"Unanswered measurements in the UE's window.", labelsUE, nil)
-	descLast = prometheus.NewDesc("qodwatch_window_last_sample_timestamp_seconds",
-		"When the UE's last measurement completed, Unix time.", labelsUE, nil)
+	familyNames = map[string]bool{}
 )
+
+func init() {
+	for _, f := range families {
+		familyNames[f.name] = true
+		if f.name != "qodwatch_ue_info" { // its labels follow the config
+			f.desc = prometheus.NewDesc(f.name, f.help, f.labels, nil)
+		}
+	}
+}
+
+func sortedIndexes[T any](names []string, conv func(int) T) []T {
+	idx := make([]int, len(names))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(names[a], names[b]) })
+	out := make([]T, len(idx))
+	for i, j := range idx {
+		out[i] = conv(j)
+	}
+	return out
+}
+
+// perUE makes a family's write from what it emits for one UE.
+func perUE(each func(u *ueFigures, f *family, out sink)) func(*scrape, *family, sink) {
+	return func(sc *scrape, f *family, out sink) {
+		for i := range sc.ues {
+			each(&sc.ues[i], f, out)
+		}
+	}
+}
+
+// withLatency is a latency figure of the UEs with answers in their window:
+// without answers it is absent, not zero.
+func withLatency(value func(u *ueFigures) float64) func(*scrape, *family, sink) {
+	return perUE(func(u *ueFigures, f *family, out sink) {
+		if u.hasLat && u.samples > 0 {
+			out.sample(f, value(u), u.name, "")
+		}
+	})
+}
+
+// scrape is every figure one scrape exports, copied UE by UE under each
+// UE's lock, so the families can be written one after the other.
+type scrape struct {
+	ues        []ueFigures // sorted by name
+	hists      []rttHistogram
+	infoLabels []string
+	errors     [numKinds][numReasons]uint64
+	skipped    [numKinds]uint64
+	dropped    uint64
+}
+
+// ueFigures is what one UE exports.
+type ueFigures struct {
+	name, addr string
+	labels     map[string]string // the config's; never written to
+	values     []Value
+	kinds      [numKinds]bool
+	hasLat     bool
+	hist       [numKinds]int32 // 1 + index in scrape.hists; 0: none
+	sent       [numKinds]uint64
+	received   [numKinds]uint64
+	bytes      uint64
+	status     int
+
+	samples, lost, tputSamples int
+	loss, throughput           float64
+	mean, p50, p95, max        time.Duration
+	jitter                     time.Duration
+	last                       int64 // UnixNano; 0 if none
+}
+
+// scrape copies the figures of every UE as of now.
+func (m *Monitor) scrape(now time.Time) *scrape {
+	set := m.set.Load()
+	sc := &scrape{ues: make([]ueFigures, len(set.sorted)), infoLabels: set.infoLabels}
+	for k := range numKinds {
+		for r := range numReasons {
+			sc.errors[k][r] = m.errors[k][r].Load()
+		}
+		sc.skipped[k] = m.skipped[k].Load()
+	}
+	sc.dropped = m.dropped.Load()
+	var s Stats
+	for i, st := range set.sorted {
+		st.figures(now, &sc.ues[i], &s, &sc.hists)
+	}
+	return sc
+}
+
+func (st *ueState) figures(now time.Time, u *ueFigures, s *Stats, hists *[]rttHistogram) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	u.name, u.addr, u.labels = st.name, st.cfg.Addr, st.cfg.Labels
+	if len(st.values) > 0 {
+		u.values = slices.Clone(st.values)
+	}
+	u.kinds, u.hasLat = st.kinds, st.hasLat
+	for k := range numKinds {
+		c := &st.counters[k]
+		u.sent[k], u.received[k] = c.sent, c.received
+		if c.hist != nil {
+			*hists = append(*hists, *c.hist)
+			u.hist[k] = int32(len(*hists))
+		}
+	}
+	u.bytes, u.status = st.bytes, st.status
+	*s = Stats{}
+	st.win.stats(now, s)
+	u.samples, u.lost, u.loss = s.Samples, s.Lost, s.Loss
+	u.mean, u.p50, u.p95, u.max, u.jitter = s.LatencyMean, s.LatencyP50, s.LatencyP95, s.LatencyMax, s.Jitter
+	u.throughput, u.tputSamples = s.Throughput, s.ThroughputSamples
+	if !s.LastSample.IsZero() {
+		u.last = s.LastSample.UnixNano()
+	}
+}
 
 // Describe implements prometheus.Collector. The Monitor is an unchecked
 // collector: qodwatch_ue_info carries the UE labels of the config, whose
@@ -83,122 +360,50 @@ var (
 func (m *Monitor) Describe(chan<- *prometheus.Desc) {}
 
 // Collect implements prometheus.Collector. It reads the windows at scrape
-// time, so recording never touches a metric.
+// time, so recording never touches a metric. For thousands of UEs serve
+// MetricsHandler instead: client_golang builds several objects per series.
 func (m *Monitor) Collect(ch chan<- prometheus.Metric) {
-	set := m.set.Load()
-	now := m.clock.Now()
-	ch <- prometheus.MustNewConstMetric(descUEs, prometheus.GaugeValue, float64(len(set.list)))
-	for k := range numKinds {
-		probe := kindNames[k]
-		for r := range numReasons {
-			ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(m.errors[k][r].Load()), probe, reasonNames[r])
-		}
-		ch <- prometheus.MustNewConstMetric(descSkipped, prometheus.CounterValue, float64(m.skipped[k].Load()), probe)
-	}
-	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(m.dropped.Load()))
-
-	infoDesc := prometheus.NewDesc("qodwatch_ue_info",
-		"The UEs being watched, with their address and config labels; join on ue.",
-		append([]string{"ue", "addr"}, set.infoLabels...), nil)
-	infoValues := make([]string, 2+len(set.infoLabels))
-
-	var snap ueSnapshot
-	for _, st := range set.list {
-		st.snapshot(now, &snap)
-		ue := st.name
-		infoValues[0], infoValues[1] = ue, snap.addr
-		for i, k := range set.infoLabels {
-			infoValues[2+i] = snap.labels[k]
-		}
-		ch <- prometheus.MustNewConstMetric(infoDesc, prometheus.GaugeValue, 1, infoValues...)
-
-		for k := range numKinds {
-			if !snap.kinds[k] {
-				continue
-			}
-			c := &snap.counters[k]
-			probe := kindNames[k]
-			ch <- prometheus.MustNewConstMetric(descSent, prometheus.CounterValue, float64(c.sent), ue, probe)
-			ch <- prometheus.MustNewConstMetric(descReceived, prometheus.CounterValue, float64(c.received), ue, probe)
-			if snap.hasHist[k] {
-				h := &snap.hists[k]
-				buckets := make(map[float64]uint64, len(rttBuckets))
-				var cum uint64
-				for i, ub := range rttBuckets {
-					cum += h.counts[i]
-					buckets[ub] = cum
-				}
-				ch <- prometheus.MustNewConstHistogram(descRTT, h.count, h.sum, buckets, ue, probe)
-			}
-		}
-		if snap.kinds[kThroughput] {
-			ch <- prometheus.MustNewConstMetric(descTransferred, prometheus.CounterValue, float64(snap.bytes), ue)
-		}
-		if snap.status != 0 {
-			ch <- prometheus.MustNewConstMetric(descHTTPStatus, prometheus.GaugeValue, float64(snap.status), ue)
-		}
-		for _, v := range snap.values {
-			if !v.At.IsZero() {
-				ch <- prometheus.MustNewConstMetric(descValue, prometheus.GaugeValue, v.Value, ue, v.Name)
-			}
-		}
-
-		s := &snap.stats
-		if s.LatencyProbe != "" {
-			ch <- prometheus.MustNewConstMetric(descSamples, prometheus.GaugeValue, float64(s.Samples), ue)
-			ch <- prometheus.MustNewConstMetric(descLost, prometheus.GaugeValue, float64(s.Lost), ue)
-			if s.Samples+s.Lost > 0 {
-				ch <- prometheus.MustNewConstMetric(descLoss, prometheus.GaugeValue, s.Loss, ue)
-			}
-			// No latency without answers: absent, not zero.
-			if s.Samples > 0 {
-				ch <- prometheus.MustNewConstMetric(descLatMean, prometheus.GaugeValue, s.LatencyMean.Seconds(), ue)
-				ch <- prometheus.MustNewConstMetric(descLatP50, prometheus.GaugeValue, s.LatencyP50.Seconds(), ue)
-				ch <- prometheus.MustNewConstMetric(descLatP95, prometheus.GaugeValue, s.LatencyP95.Seconds(), ue)
-				ch <- prometheus.MustNewConstMetric(descLatMax, prometheus.GaugeValue, s.LatencyMax.Seconds(), ue)
-				ch <- prometheus.MustNewConstMetric(descJitter, prometheus.GaugeValue, s.Jitter.Seconds(), ue)
-			}
-		}
-		if s.ThroughputSamples > 0 {
-			ch <- prometheus.MustNewConstMetric(descThroughput, prometheus.GaugeValue, s.Throughput, ue)
-		}
-		if !s.LastSample.IsZero() {
-			ch <- prometheus.MustNewConstMetric(descLast, prometheus.GaugeValue, float64(s.LastSample.UnixNano())/1e9, ue)
-		}
+	sc := m.scrape(m.clock.Now())
+	out := &collectSink{ch: ch}
+	for _, f := range families {
+		f.write(sc, f, out)
 	}
 }
 
-// ueSnapshot is one UE copied under its lock for a scrape; reused across
-// UEs so a scrape allocates little beyond the metrics themselves.
-type ueSnapshot struct {
-	addr     string
-	labels   map[string]string
-	kinds    [numKinds]bool
-	counters [numKinds]kindCounters
-	hasHist  [numKinds]bool
-	hists    [numKinds]rttHistogram
-	bytes    uint64
-	status   int
-	values   []Value
-	stats    Stats
+// collectSink turns series into client_golang metrics.
+type collectSink struct {
+	ch       chan<- prometheus.Metric
+	infoDesc *prometheus.Desc
 }
 
-func (st *ueState) snapshot(now time.Time, s *ueSnapshot) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	s.addr, s.labels = st.cfg.Addr, st.cfg.Labels
-	s.kinds, s.counters = st.kinds, st.counters
-	for k := range numKinds {
-		s.hasHist[k] = st.counters[k].hist != nil
-		if s.hasHist[k] {
-			s.hists[k] = *st.counters[k].hist
-		}
+func (c *collectSink) sample(f *family, v float64, l0, l1 string) {
+	t := prometheus.GaugeValue
+	if f.kind == counter {
+		t = prometheus.CounterValue
 	}
-	s.bytes, s.status = st.bytes, st.status
-	s.values = append(s.values[:0], st.values...)
-	s.stats = Stats{}
-	st.win.stats(now, &s.stats)
-	if st.hasLat {
-		s.stats.LatencyProbe = kindNames[st.latency]
+	switch len(f.labels) {
+	case 0:
+		c.ch <- prometheus.MustNewConstMetric(f.desc, t, v)
+	case 1:
+		c.ch <- prometheus.MustNewConstMetric(f.desc, t, v, l0)
+	default:
+		c.ch <- prometheus.MustNewConstMetric(f.desc, t, v, l0, l1)
 	}
+}
+
+func (c *collectSink) histogram(f *family, h *rttHistogram, l0, l1 string) {
+	buckets := make(map[float64]uint64, len(rttBuckets))
+	var cum uint64
+	for i, ub := range rttBuckets {
+		cum += h.counts[i]
+		buckets[ub] = cum
+	}
+	c.ch <- prometheus.MustNewConstHistogram(f.desc, h.count, h.sum, buckets, l0, l1)
+}
+
+func (c *collectSink) info(f *family, names, values []string) {
+	if c.infoDesc == nil {
+		c.infoDesc = prometheus.NewDesc(f.name, f.help, names, nil)
+	}
+	c.ch <- prometheus.MustNewConstMetric(c.infoDesc, prometheus.GaugeValue, 1, values...)
 }

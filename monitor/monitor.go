@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -79,11 +80,14 @@ type Monitor struct {
 	skipped  [numKinds]atomic.Uint64 // runs skipped: UE busy or previous run still going
 	dropped  atomic.Uint64           // ICMP results dropped during a throughput run
 	unknownU atomic.Uint64           // Results for UEs not in the set
+
+	registeredTwice atomic.Bool // warned that MetricsHandler's registry holds the Monitor too
 }
 
 // ueSet is an immutable snapshot of the UEs; Record reads it without locks.
 type ueSet struct {
 	list   []*ueState
+	sorted []*ueState // by name, the order of the series on /metrics
 	byName map[string]*ueState
 	// infoLabels is the union of UE label names, sorted, for qodwatch_ue_info.
 	infoLabels []string
@@ -231,6 +235,8 @@ func (m *Monitor) SetUEs(ues []UE) error {
 		next.infoLabels = append(next.infoLabels, k)
 	}
 	slices.Sort(next.infoLabels)
+	next.sorted = slices.Clone(next.list)
+	slices.SortFunc(next.sorted, func(a, b *ueState) int { return strings.Compare(a.name, b.name) })
 	spread(fresh, now)
 
 	m.sched.Lock()

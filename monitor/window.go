@@ -49,25 +49,43 @@ type Value struct {
 }
 
 // Fixed memory bounds of a window. The bucket ring holds counts per time
-// slice; the sample ring holds recent round trips for the quantiles.
+// slice; the round-trip ring holds recent round trips for the quantiles.
 const (
 	maxBuckets    = 60
-	minSampleRing = 16
+	minSampleRing = 8
 	maxSampleRing = 1024
 	tputRing      = 4
 )
 
+// noEpoch marks a bucket ring that was never written.
+const noEpoch = math.MinInt64
+
 // window keeps the measurements of one UE over a sliding time window in
-// fixed memory: a ring of time buckets for counts, mean and max, and a ring
-// of the most recent round trips for the quantiles, sized from the latency
-// probe's rate so it covers the whole window.
+// fixed memory, sized from the window length and the latency probe's rate
+// (issue 3: 10,000 UEs in a few MiB):
+//   - a ring of time buckets (1 s each up to a 60 s window) with exact
+//     counts, sum and max, which give Samples, Lost, Loss, LatencyMean and
+//     LatencyMax;
+//   - a ring of the most recent round trips (4 bytes each), big enough for
+//     the whole window at the probe's rate, for the quantiles.
+//
+// Round trips are kept to the µs, so every latency figure is exact to the
+// µs (the mean is that of the round trips cut to the µs).
+//
+// The round-trip ring carries no times: the samples in the window are the
+// newest ones, as many as the window's buckets count (after skipping those
+// counted in buckets newer than the time asked about). Measurements arrive
+// in time order, except for microseconds around a bucket edge, which can
+// move one sample across the window's edge in the quantiles only.
 type window struct {
-	span    int64 // window length, ns
-	width   int64 // bucket width, ns
-	buckets []bucket
-	samples []sample // ring; the quantiles use those still inside the window
-	next    int      // next write position in samples
-	filled  int      // samples written so far, up to len(samples)
+	span  int64 // window length, ns
+	width int64 // bucket width, ns
+	head  int64 // epoch of the newest bucket; the ring holds head-len+1..head
+
+	buckets []bucket // indexed by epoch mod len; empty without a latency probe
+	rtts    []uint32 // ring of round trips, µs, oldest overwritten first
+	next    int32    // next write position in rtts
+	filled  int32    // round trips written so far, up to len(rtts)
 
 	jitter   float64 // ns
 	prevRTT  int64   // ns; valid when havePrev
@@ -75,23 +93,22 @@ type window struct {
 	last     int64 // UnixNano of the last measurement; 0 if none
 
 	tputSpan int64
-	tput     [tputRing]tputSample
-	tputNext int
+	tput     *[tputRing]tputSample // allocated by the first throughput sample
+	tputNext int32
 }
 
+// bucket is one time slice of the window, 16 bytes. Round trips are kept
+// to the µs, as in the round-trip ring. The counts saturate; the bucket
+// width keeps them below that at the window's rate (see bucketWidth).
 type bucket struct {
-	epoch int64 // which time slice this bucket holds; stale when older
-	n     uint32
-	lost  uint32
-	sum   int64 // ns
-	max   int64 // ns
+	n, lost uint16
+	maxUS   uint32
+	sumUS   uint64
 }
 
-// sample is 8 bytes: the low bits of its bucket epoch and the RTT in µs.
-type sample struct {
-	epoch uint32
-	rttUS uint32
-}
+// maxPerBucket is what a bucket counts of answered (or of lost)
+// measurements.
+const maxPerBucket = math.MaxUint16
 
 type tputSample struct {
 	at  int64 // UnixNano; 0 if empty
@@ -101,17 +118,25 @@ type tputSample struct {
 // newWindow sizes a window of length span for round trips arriving at about
 // rate per second and throughput samples every tputEvery.
 func newWindow(span time.Duration, rate float64, tputEvery time.Duration) *window {
-	w := &window{span: int64(span)}
-	w.width = int64(time.Second)
-	if span > maxBuckets*time.Second {
-		w.width = (int64(span) + maxBuckets - 1) / maxBuckets
-	}
-	w.buckets = make([]bucket, w.bucketsInSpan())
-	for i := range w.buckets {
-		w.buckets[i].epoch = math.MinInt64
-	}
+	w := &window{span: int64(span), head: noEpoch}
 	w.resizeSamples(rate)
 	w.tputSpan = max(int64(span), 2*int64(tputEvery))
+	return w
+}
+
+// bucketWidth is 1 s, or a 60th of a window longer than a minute; narrower
+// (more buckets) if a bucket would otherwise count more than maxPerBucket
+// at rate per second, but never under 1 s.
+func bucketWidth(span int64, rate float64) int64 {
+	w := int64(time.Second)
+	if span > maxBuckets*int64(time.Second) {
+		w = (span + maxBuckets - 1) / maxBuckets
+	}
+	if rate > 0 {
+		if fit := int64(maxPerBucket / rate * float64(time.Second)); fit < w {
+			w = max(fit/int64(time.Second)*int64(time.Second), int64(time.Second))
+		}
+	}
 	return w
 }
 
@@ -119,36 +144,55 @@ func (w *window) bucketsInSpan() int64 {
 	return (w.span + w.width - 1) / w.width
 }
 
-// resizeSamples sizes the quantile ring for round trips at rate per second
-// (25% headroom), keeping the newest samples. Without a latency probe the
-// ring is empty.
-func (w *window) resizeSamples(rate float64) {
-	n := 0
-	if rate > 0 {
-		n = int(math.Ceil(rate * float64(w.span) / float64(time.Second) * 1.25))
-		n = min(max(n, minSampleRing), maxSampleRing)
+// ringSize is how many round trips the window holds at rate per second: one
+// second more than the window's buckets cover, since a probe's packets of
+// one interval may all land in one bucket.
+func (w *window) ringSize(rate float64) int {
+	if rate <= 0 {
+		return 0
 	}
-	if n == len(w.samples) {
+	covered := float64(w.bucketsInSpan()*w.width) / float64(time.Second)
+	n := math.Ceil(rate*covered) + math.Ceil(rate)
+	return int(min(max(n, minSampleRing), maxSampleRing))
+}
+
+// resizeSamples sizes the round-trip ring for rate per second, keeping the
+// newest samples. Without a latency probe the ring is empty.
+func (w *window) resizeSamples(rate float64) {
+	// Buckets of another width would mix times: start them afresh (only
+	// when a reload multiplies a probe's rate).
+	if width := bucketWidth(w.span, rate); width != w.width || rate > 0 && len(w.buckets) == 0 {
+		w.width = width
+		w.buckets = nil
+		if rate > 0 {
+			w.buckets = make([]bucket, w.bucketsInSpan())
+		}
+		w.head = noEpoch
+		w.rtts, w.next, w.filled = nil, 0, 0
+	}
+	n := w.ringSize(rate)
+	if n == len(w.rtts) {
 		return
 	}
 	old := w.ordered()
-	w.samples = make([]sample, n)
 	if len(old) > n {
 		old = old[len(old)-n:]
 	}
-	copy(w.samples, old)
-	w.filled = len(old)
-	w.next = len(old) % max(n, 1)
+	w.rtts = make([]uint32, n)
+	copy(w.rtts, old)
+	w.filled = int32(len(old))
+	w.next = int32(len(old) % max(n, 1))
 }
 
-// ordered returns the written samples oldest first (allocates; reload only).
-func (w *window) ordered() []sample {
-	if w.filled < len(w.samples) {
-		return slices.Clone(w.samples[:w.filled])
+// ordered returns the written round trips oldest first (allocates; reload
+// only).
+func (w *window) ordered() []uint32 {
+	if int(w.filled) < len(w.rtts) {
+		return slices.Clone(w.rtts[:w.filled])
 	}
-	out := make([]sample, 0, len(w.samples))
-	out = append(out, w.samples[w.next:]...)
-	return append(out, w.samples[:w.next]...)
+	out := make([]uint32, 0, len(w.rtts))
+	out = append(out, w.rtts[w.next:]...)
+	return append(out, w.rtts[:w.next]...)
 }
 
 func (w *window) epoch(ns int64) int64 {
@@ -159,35 +203,46 @@ func (w *window) epoch(ns int64) int64 {
 	return e
 }
 
+// bucket returns the bucket of epoch e, moving the ring forward (and
+// clearing what it passes) when e is newer than any before; nil when e is
+// older than the ring holds.
 func (w *window) bucket(e int64) *bucket {
 	n := int64(len(w.buckets))
-	b := &w.buckets[((e%n)+n)%n]
-	if b.epoch < e {
-		*b = bucket{epoch: e}
+	if n == 0 {
+		return nil
 	}
-	if b.epoch != e {
-		return nil // older than everything the ring holds
+	if w.head == noEpoch || e-w.head >= n {
+		clear(w.buckets)
+		w.head = e
 	}
-	return b
+	for w.head < e {
+		w.head++
+		w.buckets[mod(w.head, n)] = bucket{}
+	}
+	if e <= w.head-n {
+		return nil
+	}
+	return &w.buckets[mod(e, n)]
 }
+
+func mod(a, n int64) int64 { return ((a % n) + n) % n }
 
 // addRTT records an answered measurement completed at ns.
 func (w *window) addRTT(ns int64, rtt time.Duration) {
-	d := int64(rtt)
-	d = max(d, 0)
-	e := w.epoch(ns)
-	if b := w.bucket(e); b != nil {
+	d := max(int64(rtt), 0)
+	us := uint32(min(d/1000, math.MaxUint32))
+	if b := w.bucket(w.epoch(ns)); b != nil && b.n < maxPerBucket {
 		b.n++
-		b.sum += d
-		b.max = max(b.max, d)
-	}
-	if len(w.samples) > 0 {
-		w.samples[w.next] = sample{epoch: uint32(e), rttUS: uint32(min(d/1000, math.MaxUint32))}
-		w.next++
-		if w.next == len(w.samples) {
-			w.next = 0
+		b.sumUS += uint64(us)
+		b.maxUS = max(b.maxUS, us)
+		if len(w.rtts) > 0 {
+			w.rtts[w.next] = us
+			w.next++
+			if int(w.next) == len(w.rtts) {
+				w.next = 0
+			}
+			w.filled = min(w.filled+1, int32(len(w.rtts)))
 		}
-		w.filled = min(w.filled+1, len(w.samples))
 	}
 	if w.havePrev {
 		diff := math.Abs(float64(d - w.prevRTT))
@@ -199,13 +254,16 @@ func (w *window) addRTT(ns int64, rtt time.Duration) {
 
 // addLost records an unanswered measurement that timed out at ns.
 func (w *window) addLost(ns int64) {
-	if b := w.bucket(w.epoch(ns)); b != nil {
+	if b := w.bucket(w.epoch(ns)); b != nil && b.lost < maxPerBucket {
 		b.lost++
 	}
 	w.last = max(w.last, ns)
 }
 
 func (w *window) addThroughput(ns int64, bps float64) {
+	if w.tput == nil {
+		w.tput = new([tputRing]tputSample)
+	}
 	w.tput[w.tputNext] = tputSample{at: ns, bps: bps}
 	w.tputNext = (w.tputNext + 1) % tputRing
 	w.last = max(w.last, ns)
@@ -222,51 +280,60 @@ func (w *window) stats(now time.Time, s *Stats) {
 	oldest := cur - w.bucketsInSpan() + 1
 	s.Window = time.Duration(w.span)
 
-	var n, lost uint32
-	var sum, mx int64
-	for i := range w.buckets {
-		b := &w.buckets[i]
-		if b.epoch < oldest || b.epoch > cur {
-			continue
+	// in counts the round trips in the window, newer those in buckets after
+	// now (a sample recorded while now was being read).
+	var in, newer, lost, sumUS uint64
+	var maxUS uint32
+	if n := int64(len(w.buckets)); n > 0 && w.head != noEpoch {
+		for e := max(w.head-n+1, oldest); e <= w.head; e++ {
+			b := &w.buckets[mod(e, n)]
+			if e > cur {
+				newer += uint64(b.n)
+				continue
+			}
+			in += uint64(b.n)
+			lost += uint64(b.lost)
+			sumUS += b.sumUS
+			maxUS = max(maxUS, b.maxUS)
 		}
-		n += b.n
-		lost += b.lost
-		sum += b.sum
-		mx = max(mx, b.max)
 	}
-	s.Samples, s.Lost = int(n), int(lost)
-	if n+lost > 0 {
-		s.Loss = float64(lost) / float64(n+lost)
+	s.Samples, s.Lost = int(in), int(lost)
+	if in+lost > 0 {
+		s.Loss = float64(lost) / float64(in+lost)
 	}
-	if n > 0 {
-		s.LatencyMean = time.Duration(sum / int64(n))
-		s.LatencyMax = time.Duration(mx)
+	if in > 0 {
+		s.LatencyMean = time.Duration(sumUS * 1000 / in)
+		s.LatencyMax = time.Duration(maxUS) * time.Microsecond
 	}
 
-	var buf [maxSampleRing]uint32
-	rtts := buf[:0]
-	span := uint32(cur - oldest)
-	for _, smp := range w.samples[:w.filled] {
-		if uint32(cur)-smp.epoch <= span {
-			rtts = append(rtts, smp.rttUS)
+	// The window's round trips are the ring's newest, past the newer ones.
+	filled := uint64(w.filled)
+	k := min(in, filled-min(newer, filled))
+	if k > 0 {
+		var buf [maxSampleRing]uint32
+		rtts := buf[:k]
+		size := int64(len(w.rtts))
+		start := int64(w.next) - int64(min(newer, filled)) - int64(k)
+		for i := range rtts {
+			rtts[i] = w.rtts[mod(start+int64(i), size)]
 		}
-	}
-	if len(rtts) > 0 {
 		slices.Sort(rtts)
 		s.LatencyP50 = time.Duration(rtts[rank(len(rtts), 0.50)]) * time.Microsecond
 		s.LatencyP95 = time.Duration(rtts[rank(len(rtts), 0.95)]) * time.Microsecond
 	}
 	s.Jitter = time.Duration(w.jitter)
 
-	var tsum float64
-	for _, t := range w.tput {
-		if t.at != 0 && t.at > ns-w.tputSpan && t.at <= ns {
-			tsum += t.bps
-			s.ThroughputSamples++
+	if w.tput != nil {
+		var tsum float64
+		for _, t := range w.tput {
+			if t.at != 0 && t.at > ns-w.tputSpan && t.at <= ns {
+				tsum += t.bps
+				s.ThroughputSamples++
+			}
 		}
-	}
-	if s.ThroughputSamples > 0 {
-		s.Throughput = tsum / float64(s.ThroughputSamples)
+		if s.ThroughputSamples > 0 {
+			s.Throughput = tsum / float64(s.ThroughputSamples)
+		}
 	}
 	if w.last != 0 {
 		s.LastSample = time.Unix(0, w.last)

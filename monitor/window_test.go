@@ -2,6 +2,8 @@ package monitor
 
 import (
 	"math"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 )
@@ -55,7 +57,7 @@ func TestWindowKnownSeries(t *testing.T) {
 }
 
 func TestWindowQuantilesOverHundredSamples(t *testing.T) {
-	w := newWindow(30*time.Second, 4, 0) // ring of 150
+	w := newWindow(30*time.Second, 4, 0) // ring of 124
 	// 100 RTTs 1..100 ms, shuffled in time order by a fixed stride.
 	for i := range 100 {
 		v := (i*37)%100 + 1
@@ -92,19 +94,24 @@ func TestWindowThroughputSpansTwoIntervals(t *testing.T) {
 }
 
 func TestWindowResizeKeepsNewestSamples(t *testing.T) {
-	w := newWindow(10*time.Second, 10, 0) // ring of 125
+	w := newWindow(10*time.Second, 10, 0) // ring of 110
 	for i := range 100 {
 		w.addRTT(at(time.Duration(i)*50*time.Millisecond).UnixNano(), ms(float64(i+1)))
 	}
-	w.resizeSamples(1) // ring of 16: the 16 newest stay
+	w.resizeSamples(1) // ring of 11: the 11 newest stay
 	var s Stats
 	w.stats(at(5*time.Second), &s)
-	within(t, "p50 after shrink", s.LatencyP50, ms(92), 0) // 85..100, 8th
+	within(t, "p50 after shrink", s.LatencyP50, ms(95), 0) // 90..100, 6th
+	// The counts, mean and max come from the buckets: still exact.
 	within(t, "max after shrink", s.LatencyMax, ms(100), 0)
+	within(t, "mean after shrink", s.LatencyMean, ms(50.5), 0)
+	if s.Samples != 100 {
+		t.Errorf("samples after shrink = %d, want 100", s.Samples)
+	}
 	w.resizeSamples(10)
 	s = Stats{}
 	w.stats(at(5*time.Second), &s)
-	within(t, "p50 after grow", s.LatencyP50, ms(92), 0)
+	within(t, "p50 after grow", s.LatencyP50, ms(95), 0)
 }
 
 func TestWindowIgnoresTooOldAndFutureSamples(t *testing.T) {
@@ -132,7 +139,154 @@ func TestWindowMemoryIsFixed(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("reading stats allocates %v times", allocs)
 	}
-	if len(w.buckets) != 30 || len(w.samples) != 113 {
-		t.Errorf("ring sizes %d buckets, %d samples; want 30 and 113", len(w.buckets), len(w.samples))
+	// 3 a second over 30 one-second buckets, and one second to spare.
+	if len(w.buckets) != 30 || len(w.rtts) != 93 {
+		t.Errorf("ring sizes %d buckets, %d round trips; want 30 and 93", len(w.buckets), len(w.rtts))
+	}
+}
+
+// TestWindowMatchesReference drives a window with a random series (3 round
+// trips a second, 5% lost, RTTs from 100 µs to 2 s) and checks every figure
+// against a plain computation over all samples in the window's seconds.
+func TestWindowMatchesReference(t *testing.T) {
+	type rec struct {
+		at   time.Time
+		rtt  time.Duration
+		lost bool
+	}
+	rng := rand.New(rand.NewPCG(3, 7))
+	// Sized for 4 a second, so the random gaps never hold more round trips
+	// than the ring (see TestWindowFasterThanItsRate for that).
+	w := newWindow(30*time.Second, 4, 0)
+	var all []rec
+	check := func(now time.Time) {
+		t.Helper()
+		cur := now.Unix()
+		var rtts []time.Duration
+		lost := 0
+		var sum, mx time.Duration
+		for _, r := range all {
+			if e := r.at.Unix(); e < cur-29 || e > cur {
+				continue
+			}
+			if r.lost {
+				lost++
+				continue
+			}
+			us := r.rtt.Truncate(time.Microsecond) // the window's resolution
+			rtts = append(rtts, us)
+			sum += us
+			mx = max(mx, us)
+		}
+		var s Stats
+		w.stats(now, &s)
+		if s.Samples != len(rtts) || s.Lost != lost {
+			t.Fatalf("at %v: samples/lost = %d/%d, want %d/%d", now.Sub(base), s.Samples, s.Lost, len(rtts), lost)
+		}
+		if len(rtts) == 0 {
+			return
+		}
+		slices.Sort(rtts)
+		p50 := rtts[rank(len(rtts), 0.5)]
+		p95 := rtts[rank(len(rtts), 0.95)]
+		if s.LatencyMean != sum/time.Duration(len(rtts)) || s.LatencyMax != mx || s.LatencyP50 != p50 || s.LatencyP95 != p95 {
+			t.Fatalf("at %v: mean/max/p50/p95 = %v/%v/%v/%v, want %v/%v/%v/%v", now.Sub(base),
+				s.LatencyMean, s.LatencyMax, s.LatencyP50, s.LatencyP95, sum/time.Duration(len(rtts)), mx, p50, p95)
+		}
+	}
+	now := base
+	for i := range 600 { // 200 s
+		now = now.Add(time.Duration(rng.Int64N(int64(666 * time.Millisecond))))
+		if i%100 == 50 {
+			now = now.Add(20 * time.Second) // a silence shorter than the window
+		}
+		r := rec{at: now, rtt: time.Duration(100_000 + rng.Int64N(int64(2*time.Second)))}
+		r.lost = rng.IntN(20) == 0
+		all = append(all, r)
+		if r.lost {
+			w.addLost(r.at.UnixNano())
+		} else {
+			w.addRTT(r.at.UnixNano(), r.rtt)
+		}
+		check(now)
+		check(now.Add(time.Duration(rng.Int64N(int64(40 * time.Second)))))
+	}
+	// Asked about a moment before the newest sample: that sample is not in
+	// the window yet, and does not push an older one out of the quantiles.
+	w.addRTT(now.Add(time.Second).UnixNano(), 5*time.Second)
+	all = append(all, rec{at: now.Add(time.Second), rtt: 5 * time.Second})
+	check(now)
+	check(now.Add(time.Second))
+}
+
+func TestWindowForgetsAfterSilence(t *testing.T) {
+	w := newWindow(30*time.Second, 1, 0)
+	for i := range 30 {
+		w.addRTT(at(time.Duration(i)*time.Second).UnixNano(), ms(100))
+	}
+	// Two minutes of nothing, then two fast answers.
+	w.addRTT(at(150*time.Second).UnixNano(), ms(1))
+	w.addRTT(at(151*time.Second).UnixNano(), ms(2))
+	var s Stats
+	w.stats(at(151*time.Second), &s)
+	if s.Samples != 2 || s.LatencyP95 != ms(2) || s.LatencyMax != ms(2) {
+		t.Errorf("stats = %+v, want only the two new answers", s)
+	}
+}
+
+func TestWindowFasterThanItsRate(t *testing.T) {
+	// Sized for 1 a second (ring of 31), fed 10 a second: the counts, mean
+	// and max stay exact; the quantiles cover the newest 31.
+	w := newWindow(30*time.Second, 1, 0)
+	for i := range 300 {
+		w.addRTT(at(time.Duration(i)*100*time.Millisecond).UnixNano(), ms(float64(i+1)))
+	}
+	var s Stats
+	w.stats(at(30*time.Second), &s)
+	if s.Samples != 290 { // second 0 has left
+		t.Fatalf("samples = %d, want 290", s.Samples)
+	}
+	within(t, "max", s.LatencyMax, ms(300), 0)
+	within(t, "mean", s.LatencyMean, ms(155.5), 0)
+	within(t, "p50", s.LatencyP50, ms(285), 0) // 270..300, 16th
+}
+
+func TestBucketWidth(t *testing.T) {
+	for _, c := range []struct {
+		span time.Duration
+		rate float64
+		want time.Duration
+	}{
+		{30 * time.Second, 3, time.Second},
+		{30 * time.Second, 0, time.Second},
+		{2 * time.Minute, 1, 2 * time.Second},
+		{time.Hour, 100, time.Minute},
+		// 10,000 a second (the config's most) would count 600,000 in a
+		// minute: 6 s buckets count 60,000.
+		{time.Hour, 10000, 6 * time.Second},
+		{30 * time.Second, 1e6, time.Second}, // never under 1 s: the counts saturate
+	} {
+		if got := time.Duration(bucketWidth(int64(c.span), c.rate)); got != c.want {
+			t.Errorf("bucketWidth(%v, %v/s) = %v, want %v", c.span, c.rate, got, c.want)
+		}
+	}
+}
+
+func TestWindowRateBeyondItsBuckets(t *testing.T) {
+	w := newWindow(time.Hour, 1, 0) // 1 min buckets
+	w.addRTT(at(0).UnixNano(), ms(1))
+	w.resizeSamples(10000) // a reload: now 6 s buckets, started afresh
+	if w.width != int64(6*time.Second) || len(w.buckets) != 600 {
+		t.Fatalf("width %v, %d buckets; want 6s and 600", time.Duration(w.width), len(w.buckets))
+	}
+	for i := range 70000 {
+		w.addRTT(at(time.Minute+time.Duration(i)*50*time.Microsecond).UnixNano(), ms(2))
+	}
+	var s Stats
+	w.stats(at(2*time.Minute), &s)
+	// 3.5 s of 20,000 a second land in one 6 s bucket: it counts up to its
+	// limit rather than wrap.
+	if s.Samples != maxPerBucket || s.LatencyMax != ms(2) || s.LatencyMean != ms(2) {
+		t.Errorf("samples %d, max %v, mean %v; want %d of 2ms", s.Samples, s.LatencyMax, s.LatencyMean, maxPerBucket)
 	}
 }
