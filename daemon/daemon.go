@@ -3,11 +3,14 @@
 // durable state file, and serves metrics, a status page and the
 // notification receiver.
 //
-// The loop is level-triggered: each tick the policy compares every UE's
-// statistics and session with its rule and says what is missing; the daemon
-// starts that API call in the background (one per UE at a time, so probing
-// never waits for the API) and reports the outcome back to the policy.
-// A repeated tick asks for nothing new while a call is in flight.
+// The loop is level-triggered: the policy compares a UE's statistics and
+// session with its rule and says what is missing; the daemon starts that
+// API call in the background (one per UE at a time, so probing never waits
+// for the API) and reports the outcome back to the policy. A repeated
+// evaluation asks for nothing new while a call is in flight. A UE is
+// evaluated when a sample of it arrives and when its policy state is due
+// to change by the clock (the end of a `for`), and every UE at each tick
+// (see loop.go).
 //
 // Each create sends notificationUrl = notifications.public_url +
 // "/tx/{transaction id}", so the operator calls
@@ -82,6 +85,8 @@ type Daemon struct {
 	icmpMu   sync.Mutex
 	icmpEng  *icmp.Engine
 	runCtx   context.Context
+	dirty    dirtyUEs      // UEs with samples not yet evaluated
+	wake     chan struct{} // wakes the loop: a UE turned dirty, or an API outcome
 
 	// mu guards everything below: the engine is not safe for concurrent use,
 	// and API outcomes arrive from their own goroutines.
@@ -102,6 +107,7 @@ type Daemon struct {
 	nextExpiry  time.Time     // when expireHeld next has work; zero: no session held
 	notifyToken string
 	decisions   []policy.Decision
+	dueNames    []string
 	obsProm     map[string]map[string]policy.PromSample
 	dryRunSeq   int
 
@@ -144,7 +150,10 @@ func New(opts Options) (*Daemon, error) {
 		ops:       newOpTracker(),
 		pollSlots: make(chan struct{}, pollConcurrency),
 		obsProm:   map[string]map[string]policy.PromSample{},
+		wake:      make(chan struct{}, 1),
 	}
+	d.dirty.wake = d.wake
+	d.dirty.setUEs(ueNames(cfg))
 	d.opsCtx, d.stopOp = context.WithCancel(context.Background())
 	if cfg.StateDir != "" {
 		st, err := OpenStateFile(cfg.StateDir)
@@ -163,9 +172,10 @@ func New(opts Options) (*Daemon, error) {
 		d.api = c
 	}
 	mon, err := monitor.New(monitor.Options{
-		Window: window(cfg),
-		Logger: d.log,
-		ICMP:   d.setICMPTargets,
+		Window:   window(cfg),
+		Logger:   d.log,
+		ICMP:     d.setICMPTargets,
+		Recorded: d.dirty.mark,
 	})
 	if err != nil {
 		return nil, err
@@ -225,6 +235,14 @@ func window(cfg *config.Config) time.Duration {
 		}
 	}
 	return w
+}
+
+func ueNames(cfg *config.Config) []string {
+	names := make([]string, len(cfg.UEs))
+	for i := range cfg.UEs {
+		names[i] = cfg.UEs[i].Name
+	}
+	return names
 }
 
 func groups(ue *config.UE) []string {
@@ -290,26 +308,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	go func() { monDone <- d.mon.Run(ctx) }()
 
 	d.mu.Lock()
-	tick := d.cfg.Tick
-	d.log.Info("qodwatch running", "ues", len(d.cfg.UEs), "dry_run", d.cfg.DryRun, "tick", tick)
+	d.log.Info("qodwatch running", "ues", len(d.cfg.UEs), "dry_run", d.cfg.DryRun, "tick", d.cfg.Tick)
 	d.mu.Unlock()
-	t := time.NewTicker(tick)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			<-monDone
-			return d.shutdown()
-		case <-t.C:
-			d.Tick()
-			d.mu.Lock()
-			if d.cfg.Tick != tick { // reloaded
-				tick = d.cfg.Tick
-				t.Reset(tick)
-			}
-			d.mu.Unlock()
-		}
-	}
+	d.loop(ctx)
+	<-monDone
+	return d.shutdown()
 }
 
 func (d *Daemon) setICMPTargets(ts []monitor.ICMPTarget) {
@@ -350,18 +353,18 @@ func (d *Daemon) startICMPIfNeeded() error {
 	return nil
 }
 
-// Tick runs one pass of the control loop. Running it again at once is
-// harmless: what is in flight is not asked for twice.
+// Tick evaluates every UE and does the periodic work (polling sessions,
+// reading the state file). Running it again at once is harmless: what is
+// in flight is not asked for twice.
 func (d *Daemon) Tick() {
 	now := d.now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.expireHeld(now)
 	d.pruneGone(now)
-	d.decisions = d.engine.Tick(now, d.observe, d.decisions[:0])
-	for _, dec := range d.decisions {
-		d.dispatch(dec)
-	}
+	d.decide(now, func() {
+		d.decisions = d.engine.Tick(now, d.observe, d.decisions)
+		d.metrics.evalTick.Add(float64(len(d.cfg.UEs)))
+	})
 	if d.api != nil && d.cfg.API.PollInterval > 0 && now.Sub(d.lastPoll) >= d.cfg.API.PollInterval {
 		d.lastPoll = now
 		d.pollHeld()
@@ -446,6 +449,7 @@ func (d *Daemon) opened(now time.Time, ue string, s policy.Session) error {
 		return err
 	}
 	d.noteExpiry(s.ExpiresAt)
+	d.kick()
 	return nil
 }
 
@@ -467,6 +471,7 @@ func (d *Daemon) ended(now time.Time, ue, id string, why policy.EndReason) {
 	}
 	d.metrics.sessionsEnded.WithLabelValues(why.String()).Inc()
 	d.persistAsync(func(s *State) { s.RemoveSession(id) })
+	d.kick()
 }
 
 // persistAsync writes a change to the state file off the loop. Used only for
@@ -568,6 +573,8 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	// Samples of new UEs may come as soon as the monitor has them.
+	d.dirty.setUEs(append(ueNames(cfg), ueNames(old)...))
 	if err := d.mon.SetUEs(ues); err != nil {
 		return err
 	}

@@ -22,6 +22,10 @@ type metrics struct {
 	notifications  prometheus.Counter
 	reloadOK       prometheus.Gauge
 	reloadTime     prometheus.Gauge
+	evaluations    *prometheus.CounterVec
+	evalSample     prometheus.Counter // children of evaluations, looked up once
+	evalDue        prometheus.Counter
+	evalTick       prometheus.Counter
 
 	ueState     *prometheus.Desc
 	ueSession   *prometheus.Desc
@@ -33,7 +37,7 @@ type metrics struct {
 }
 
 func newMetrics(d *Daemon) *metrics {
-	return &metrics{
+	m := &metrics{
 		d: d,
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "qodwatch_decisions_total", Help: "Decisions made by the policy, by kind (request, renew, escalate, release).",
@@ -70,7 +74,15 @@ func newMetrics(d *Daemon) *metrics {
 			"The daily budget of session time; 0 when unlimited.", nil, nil),
 		buildInfo: prometheus.NewDesc("qodwatch_build_info",
 			"Build information; always 1.", []string{"version", "goversion"}, nil),
+		evaluations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "qodwatch_policy_evaluations_total",
+			Help: "UE evaluations by the policy, by what triggered them: a new sample, a due time (the end of a for, cooldown, backoff, renewal), or the tick.",
+		}, []string{"trigger"}),
 	}
+	m.evalSample = m.evaluations.WithLabelValues("sample")
+	m.evalDue = m.evaluations.WithLabelValues("due")
+	m.evalTick = m.evaluations.WithLabelValues("tick")
+	return m
 }
 
 func (m *metrics) reloadSucceeded(at time.Time) {
@@ -81,7 +93,7 @@ func (m *metrics) reloadSucceeded(at time.Time) {
 func (m *metrics) reloadFailed() { m.reloadOK.Set(0) }
 
 func (m *metrics) counters() []prometheus.Collector {
-	return []prometheus.Collector{m.decisions, m.apiCalls, m.sessionsOpened, m.sessionsEnded, m.notifications, m.reloadOK, m.reloadTime}
+	return []prometheus.Collector{m.decisions, m.apiCalls, m.sessionsOpened, m.sessionsEnded, m.notifications, m.reloadOK, m.reloadTime, m.evaluations}
 }
 
 // Describe implements prometheus.Collector.

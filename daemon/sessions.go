@@ -87,6 +87,7 @@ func (d *Daemon) run(op sessionOp) {
 			delete(d.busy, op.dec.UE)
 		}
 		d.mu.Unlock()
+		d.kick() // the engine heard the outcome: the UE is due at once
 	}()
 	switch op.dec.Kind {
 	case policy.Release:
