@@ -43,8 +43,9 @@ const (
 
 // target is a loopback HTTP server standing in for a UE.
 type target struct {
-	srv   *httptest.Server
-	delay atomic.Int64
+	srv      *httptest.Server
+	delay    atomic.Int64
+	firstBad atomic.Int64 // UnixNano when it first answered late
 }
 
 func newTarget(t *testing.T) *target {
@@ -57,6 +58,7 @@ func newTarget(t *testing.T) *target {
 			case <-r.Context().Done():
 				return
 			}
+			tg.firstBad.CompareAndSwap(0, time.Now().UnixNano())
 		}
 		_, _ = io.WriteString(w, "ok\n")
 	}))
@@ -66,6 +68,14 @@ func newTarget(t *testing.T) *target {
 
 func (tg *target) bad()  { tg.delay.Store(int64(badLatency)) }
 func (tg *target) good() { tg.delay.Store(int64(goodLatency)) }
+
+// firstBadReply is when the target first answered late (zero: never).
+func (tg *target) firstBadReply() time.Time {
+	if ns := tg.firstBad.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
 
 // spec describes a test config; yaml renders it.
 type spec struct {
@@ -78,6 +88,11 @@ type spec struct {
 	notifyToken  string // token_file content; "" lets the daemon generate one
 	ues          []ueSpec
 	breach       string // rule "fast" breach condition
+	breachFor    string // its for
+	recover      string // rule "fast" recovery condition (all of)
+	window       string // statistics window
+	interval     string // the http probe's interval (and timeout)
+	tick         string // the control loop's full pass
 	duration     string // session duration
 	minSession   string
 	cooldown     string
@@ -112,18 +127,18 @@ func (s *spec) yaml(t *testing.T) string {
 		}
 	}
 	fmt.Fprintf(&b, "web:\n  listen: 127.0.0.1:0\n")
-	fmt.Fprintf(&b, "defaults:\n  application_server: {ipv4: 203.0.113.10}\n  window: 1s\n  rule: fast\n")
+	fmt.Fprintf(&b, "defaults:\n  application_server: {ipv4: 203.0.113.10}\n  window: %s\n  rule: fast\n", s.window)
 	b.WriteString("ues:\n")
 	for _, u := range s.ues {
-		fmt.Fprintf(&b, "  - name: %s\n    ipv4: %s\n    target: 127.0.0.1\n    probes:\n      - http: {url: %q, interval: 100ms, timeout: 100ms}\n", u.name, u.ipv4, u.url)
+		fmt.Fprintf(&b, "  - name: %s\n    ipv4: %s\n    target: 127.0.0.1\n    probes:\n      - http: {url: %q, interval: %s, timeout: 100ms}\n", u.name, u.ipv4, u.url, s.interval)
 	}
 	fmt.Fprintf(&b, `rules:
   fast:
-    breach: {any: [%q], for: 500ms}
-    recover: {all: ["latency_p50 < 20ms"], for: 500ms}
+    breach: {any: [%q], for: %s}
+    recover: {all: [%q], for: 500ms}
     qos: QOS_E
     duration: %s
-`, s.breach, s.duration)
+`, s.breach, s.breachFor, s.recover, s.duration)
 	fmt.Fprintf(&b, "guards:\n  min_session: %s\n  cooldown: %s\n  release_on_shutdown: %v\n", s.minSession, s.cooldown, s.release)
 	if s.budget != "" {
 		fmt.Fprintf(&b, "  daily_budget: %s\n", s.budget)
@@ -137,7 +152,7 @@ func (s *spec) yaml(t *testing.T) string {
 	if s.dryRun {
 		b.WriteString("dry_run: true\n")
 	}
-	b.WriteString("tick: 50ms\n")
+	fmt.Fprintf(&b, "tick: %s\n", s.tick)
 	return b.String()
 }
 
@@ -190,7 +205,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 	dir := t.TempDir()
 	e.spec = spec{
 		apiURL: sim.URL, auth: "{type: none}", pollInterval: "1s", maxRetries: 1,
-		breach: "latency_p50 > 40ms", duration: "1m", minSession: "0s", cooldown: "1s",
+		breach: "latency_p50 > 40ms", breachFor: "500ms", recover: "latency_p50 < 20ms", window: "1s", interval: "100ms", tick: "50ms",
+		duration: "1m", minSession: "0s", cooldown: "1s",
 		stateDir: filepath.Join(dir, "state"), extraFiles: dir,
 	}
 	for i := range o.ues {

@@ -1,0 +1,60 @@
+package daemon_test
+
+import (
+	"testing"
+	"time"
+)
+
+// A breach is decided when the probe that shows it returns, and its `for`
+// fires at exactly since + for, whatever the tick: with a 5 s tick and a
+// probe every second, the POST comes within for + one probe interval (plus
+// slack for a loaded machine) of the moment the UE went bad. Were the UE
+// evaluated only at ticks it would take up to 10 s; only on samples, up to
+// a probe interval more than for after the first bad reply.
+func TestE2EBreachDecidedOnSampleNotTick(t *testing.T) {
+	t.Parallel()
+	const (
+		hold     = 500 * time.Millisecond
+		interval = time.Second
+		slack    = 300 * time.Millisecond
+	)
+	e := newEnv(t, envOptions{})
+	e.spec.tick = "5s"
+	e.spec.interval = interval.String()
+	e.spec.window = "3s"
+	e.spec.breachFor = hold.String()
+	e.spec.breach = "latency_max > 40ms" // the first bad reply crosses it
+	e.spec.recover = "latency_max < 20ms"
+	r := e.start(e.spec.parse(t), "")
+	// Good samples first: the breach must be seen by a sample, not by the
+	// window's first fill.
+	e.eventually("good samples in the window", func() bool {
+		s, ok := r.d.Monitor().Stats("ue-1", time.Now())
+		return ok && s.Samples >= 2
+	})
+	if n := r.metric(t, "qodwatch_policy_evaluations_total", "trigger", "sample"); n == 0 {
+		// The daemon cannot see a sample the monitor does not report.
+		t.Skip("the monitor does not call Options.Recorded for scheduled (http, tcp) probes yet: monitor/scheduler.go recordOutcome must call it after st.record")
+	}
+	wentBad := time.Now()
+	e.ue(1).bad()
+	e.eventually("a POST /sessions", func() bool { return e.tally().posts > 0 })
+	post := e.tally().postTimes[0]
+	firstBad := e.ue(1).firstBadReply()
+	if firstBad.IsZero() {
+		t.Fatal("the target never answered late")
+	}
+	t.Logf("POST %v after the UE went bad, %v after its first bad reply", post.Sub(wentBad), post.Sub(firstBad))
+	if lag := post.Sub(wentBad); lag > hold+interval+badLatency+slack {
+		t.Errorf("POST %v after the UE went bad; want at most for %v + probe interval %v + its latency %v + %v",
+			lag, hold, interval, badLatency, slack)
+	}
+	// The for counts from the sample, and the due time fires it: not a
+	// probe interval later, and never early.
+	if lag := post.Sub(firstBad); lag < hold || lag > hold+slack {
+		t.Errorf("POST %v after the first bad reply; want for %v .. for + %v", lag, hold, slack)
+	}
+	if n := r.metric(t, "qodwatch_policy_evaluations_total", "trigger", "due"); n == 0 {
+		t.Errorf("no evaluation triggered by a due time")
+	}
+}
