@@ -140,9 +140,14 @@ func (m *Monitor) icmpTargets(ctx context.Context) []ICMPTarget {
 		if p == nil {
 			continue
 		}
-		rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
-		addr, err := m.env.resolver.resolve(rctx, host)
-		cancel()
+		addr, err := netip.ParseAddr(host)
+		if err == nil {
+			addr = addr.Unmap()
+		} else { // a name: no timer per UE for the (usual) literal address
+			rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+			addr, err = m.env.resolver.resolve(rctx, host)
+			cancel()
+		}
 		if err == nil && p.Source.IsValid() && p.Source.Is4() != addr.Is4() {
 			err = fmt.Errorf("source %v and resolved address %v are of different IP versions", p.Source, addr)
 		}

@@ -328,7 +328,7 @@ func (st *ueState) configure(u UE, bound []boundProbe, opts Options) []*task {
 	if st.win == nil || st.hasLat != hasLat || st.latency != latency {
 		st.win = newWindow(opts.Window, rate, tputEvery)
 	} else {
-		st.win.resizeSamples(rate)
+		st.win.resize(rate)
 		st.win.tputSpan = max(int64(opts.Window), 2*int64(tputEvery))
 	}
 	st.latency, st.hasLat = latency, hasLat

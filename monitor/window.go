@@ -48,44 +48,40 @@ type Value struct {
 	At    time.Time // zero until the first successful query
 }
 
-// Fixed memory bounds of a window. The bucket ring holds counts per time
-// slice; the round-trip ring holds recent round trips for the quantiles.
+// Fixed memory bounds of a window.
 const (
-	maxBuckets    = 60
-	minSampleRing = 8
-	maxSampleRing = 1024
-	tputRing      = 4
+	maxBuckets = 60   // buckets of a window longer than a minute: 1/60 of it each
+	minRing    = 8    // round trips
+	maxRing    = 1024 // round trips: 8 KiB
+	tputRing   = 4
 )
 
-// noEpoch marks a bucket ring that was never written.
-const noEpoch = math.MinInt64
-
 // window keeps the measurements of one UE over a sliding time window in
-// fixed memory, sized from the window length and the latency probe's rate
-// (issue 3: 10,000 UEs in a few MiB):
-//   - a ring of time buckets (1 s each up to a 60 s window) with exact
-//     counts, sum and max, which give Samples, Lost, Loss, LatencyMean and
-//     LatencyMax;
-//   - a ring of the most recent round trips (4 bytes each), big enough for
-//     the whole window at the probe's rate, for the quantiles.
+// fixed memory, sized from the window length and the latency probe's rate:
+// 10,000 UEs must fit in a few MiB (issue 3).
 //
-// Round trips are kept to the µs, so every latency figure is exact to the
-// µs (the mean is that of the round trips cut to the µs).
+// Its core is a ring of the most recent measurements, 8 bytes each: the
+// round trip in µs (or "lost") and the time slice it completed in (1 s, or
+// 1/60 of a window longer than a minute). The ring holds a whole window at
+// the probe's rate and a second to spare, so every figure is exact: counts,
+// loss, mean, max and the quantiles, over the measurements whose slice is
+// within the window. Round trips are kept to the µs, so the latency figures
+// are exact to the µs.
 //
-// The round-trip ring carries no times: the samples in the window are the
-// newest ones, as many as the window's buckets count (after skipping those
-// counted in buckets newer than the time asked about). Measurements arrive
-// in time order, except for microseconds around a bucket edge, which can
-// move one sample across the window's edge in the quantiles only.
+// A rate too high for the ring (more than maxRing measurements a window)
+// adds buckets: one per time slice with counts, sum and max, which keep
+// Samples, Lost, Loss, LatencyMean and LatencyMax exact, while the quantiles
+// come from the newest maxRing measurements in the window.
 type window struct {
 	span  int64 // window length, ns
-	width int64 // bucket width, ns
-	head  int64 // epoch of the newest bucket; the ring holds head-len+1..head
+	width int64 // time slice, ns
 
-	buckets []bucket // indexed by epoch mod len; empty without a latency probe
-	rtts    []uint32 // ring of round trips, µs, oldest overwritten first
-	next    int32    // next write position in rtts
-	filled  int32    // round trips written so far, up to len(rtts)
+	ring   []entry // oldest overwritten first
+	next   int32   // next write position in ring
+	filled int32   // entries written so far, up to len(ring)
+
+	buckets []bucket // only for rates the ring cannot hold; indexed by slice mod len
+	head    int64    // newest slice of the buckets
 
 	jitter   float64 // ns
 	prevRTT  int64   // ns; valid when havePrev
@@ -97,9 +93,20 @@ type window struct {
 	tputNext int32
 }
 
-// bucket is one time slice of the window, 16 bytes. Round trips are kept
-// to the µs, as in the round-trip ring. The counts saturate; the bucket
-// width keeps them below that at the window's rate (see bucketWidth).
+// entry is one measurement: the time slice it completed in (its low 32
+// bits: they wrap after 136 years) and its round trip in µs, or lost.
+type entry struct {
+	slice uint32
+	rttUS uint32
+}
+
+// lost marks an unanswered measurement in entry.rttUS; round trips are
+// capped one below (71 minutes).
+const lost = math.MaxUint32
+
+// bucket is one time slice when the ring cannot hold a window, 16 bytes.
+// The counts saturate; the slice width keeps them below that at the
+// window's rate (see sliceWidth).
 type bucket struct {
 	n, lost uint16
 	maxUS   uint32
@@ -110,24 +117,27 @@ type bucket struct {
 // measurements.
 const maxPerBucket = math.MaxUint16
 
+// noSlice marks buckets never written.
+const noSlice = math.MinInt64
+
 type tputSample struct {
 	at  int64 // UnixNano; 0 if empty
 	bps float64
 }
 
-// newWindow sizes a window of length span for round trips arriving at about
-// rate per second and throughput samples every tputEvery.
+// newWindow sizes a window of length span for measurements arriving at
+// about rate per second and throughput samples every tputEvery.
 func newWindow(span time.Duration, rate float64, tputEvery time.Duration) *window {
-	w := &window{span: int64(span), head: noEpoch}
-	w.resizeSamples(rate)
+	w := &window{span: int64(span), head: noSlice}
+	w.resize(rate)
 	w.tputSpan = max(int64(span), 2*int64(tputEvery))
 	return w
 }
 
-// bucketWidth is 1 s, or a 60th of a window longer than a minute; narrower
+// sliceWidth is 1 s, or a 60th of a window longer than a minute; narrower
 // (more buckets) if a bucket would otherwise count more than maxPerBucket
 // at rate per second, but never under 1 s.
-func bucketWidth(span int64, rate float64) int64 {
+func sliceWidth(span int64, rate float64) int64 {
 	w := int64(time.Second)
 	if span > maxBuckets*int64(time.Second) {
 		w = (span + maxBuckets - 1) / maxBuckets
@@ -140,89 +150,119 @@ func bucketWidth(span int64, rate float64) int64 {
 	return w
 }
 
-func (w *window) bucketsInSpan() int64 {
+func (w *window) slicesInSpan() int64 {
 	return (w.span + w.width - 1) / w.width
 }
 
-// ringSize is how many round trips the window holds at rate per second: one
-// second more than the window's buckets cover, since a probe's packets of
-// one interval may all land in one bucket.
+// ringSize is how many measurements a window holds at rate per second: its
+// slices' worth and a second more, since a probe's packets of one interval
+// may all land in one slice. Above maxRing the window needs buckets.
 func (w *window) ringSize(rate float64) int {
 	if rate <= 0 {
 		return 0
 	}
-	covered := float64(w.bucketsInSpan()*w.width) / float64(time.Second)
-	n := math.Ceil(rate*covered) + math.Ceil(rate)
-	return int(min(max(n, minSampleRing), maxSampleRing))
+	covered := float64(w.slicesInSpan()*w.width) / float64(time.Second)
+	return int(max(math.Ceil(rate*covered)+math.Ceil(rate)+1, minRing))
 }
 
-// resizeSamples sizes the round-trip ring for rate per second, keeping the
-// newest samples. Without a latency probe the ring is empty.
-func (w *window) resizeSamples(rate float64) {
-	// Buckets of another width would mix times: start them afresh (only
-	// when a reload multiplies a probe's rate).
-	if width := bucketWidth(w.span, rate); width != w.width || rate > 0 && len(w.buckets) == 0 {
+// resize sizes the window for measurements at rate per second, keeping the
+// newest ones. Without a latency probe (rate 0) it keeps none.
+func (w *window) resize(rate float64) {
+	// Slices of another width would mix times: start afresh (only when a
+	// reload multiplies a probe's rate in a long window).
+	if width := sliceWidth(w.span, rate); width != w.width {
 		w.width = width
-		w.buckets = nil
-		if rate > 0 {
-			w.buckets = make([]bucket, w.bucketsInSpan())
-		}
-		w.head = noEpoch
-		w.rtts, w.next, w.filled = nil, 0, 0
+		w.ring, w.next, w.filled = nil, 0, 0
+		w.buckets, w.head = nil, noSlice
 	}
 	n := w.ringSize(rate)
-	if n == len(w.rtts) {
+	switch {
+	case n > maxRing && w.buckets == nil:
+		// A slice more than the span: a measurement recorded just after a
+		// slice began must not wipe the window of a reader still in the
+		// slice before.
+		w.buckets, w.head = make([]bucket, w.slicesInSpan()+1), noSlice
+	case n <= maxRing:
+		w.buckets, w.head = nil, noSlice
+	}
+	n = min(n, maxRing)
+	if n == len(w.ring) {
 		return
 	}
 	old := w.ordered()
 	if len(old) > n {
 		old = old[len(old)-n:]
 	}
-	w.rtts = make([]uint32, n)
-	copy(w.rtts, old)
+	w.ring = make([]entry, n)
+	copy(w.ring, old)
 	w.filled = int32(len(old))
 	w.next = int32(len(old) % max(n, 1))
 }
 
-// ordered returns the written round trips oldest first (allocates; reload
+// ordered returns the written entries oldest first (allocates; reload
 // only).
-func (w *window) ordered() []uint32 {
-	if int(w.filled) < len(w.rtts) {
-		return slices.Clone(w.rtts[:w.filled])
+func (w *window) ordered() []entry {
+	if int(w.filled) < len(w.ring) {
+		return slices.Clone(w.ring[:w.filled])
 	}
-	out := make([]uint32, 0, len(w.rtts))
-	out = append(out, w.rtts[w.next:]...)
-	return append(out, w.rtts[:w.next]...)
+	out := make([]entry, 0, len(w.ring))
+	out = append(out, w.ring[w.next:]...)
+	return append(out, w.ring[:w.next]...)
 }
 
-func (w *window) epoch(ns int64) int64 {
-	e := ns / w.width
+func (w *window) slice(ns int64) int64 {
+	s := ns / w.width
 	if ns < 0 && ns%w.width != 0 {
-		e--
+		s--
 	}
-	return e
+	return s
 }
 
-// bucket returns the bucket of epoch e, moving the ring forward (and
-// clearing what it passes) when e is newer than any before; nil when e is
-// older than the ring holds.
-func (w *window) bucket(e int64) *bucket {
+// add records a measurement completed at ns: a round trip in µs, or lost.
+func (w *window) add(ns int64, rttUS uint32) {
+	s := w.slice(ns)
+	if w.buckets != nil {
+		b := w.bucket(s)
+		if b == nil {
+			return // older than the buckets hold
+		}
+		switch {
+		case rttUS == lost:
+			b.lost = min(b.lost+1, maxPerBucket)
+		case b.n < maxPerBucket:
+			b.n++
+			b.sumUS += uint64(rttUS)
+			b.maxUS = max(b.maxUS, rttUS)
+		}
+	}
+	if len(w.ring) == 0 {
+		return
+	}
+	w.ring[w.next] = entry{slice: uint32(s), rttUS: rttUS}
+	w.next++
+	if int(w.next) == len(w.ring) {
+		w.next = 0
+	}
+	w.filled = min(w.filled+1, int32(len(w.ring)))
+}
+
+// bucket returns the bucket of slice s, moving the buckets forward (and
+// clearing what they pass) when s is newer than any before; nil when s is
+// older than they hold.
+func (w *window) bucket(s int64) *bucket {
 	n := int64(len(w.buckets))
-	if n == 0 {
-		return nil
-	}
-	if w.head == noEpoch || e-w.head >= n {
+	if w.head == noSlice || s-w.head >= n {
 		clear(w.buckets)
-		w.head = e
+		w.head = s
 	}
-	for w.head < e {
+	for w.head < s {
 		w.head++
 		w.buckets[mod(w.head, n)] = bucket{}
 	}
-	if e <= w.head-n {
+	if s <= w.head-n {
 		return nil
 	}
-	return &w.buckets[mod(e, n)]
+	return &w.buckets[mod(s, n)]
 }
 
 func mod(a, n int64) int64 { return ((a % n) + n) % n }
@@ -230,20 +270,7 @@ func mod(a, n int64) int64 { return ((a % n) + n) % n }
 // addRTT records an answered measurement completed at ns.
 func (w *window) addRTT(ns int64, rtt time.Duration) {
 	d := max(int64(rtt), 0)
-	us := uint32(min(d/1000, math.MaxUint32))
-	if b := w.bucket(w.epoch(ns)); b != nil && b.n < maxPerBucket {
-		b.n++
-		b.sumUS += uint64(us)
-		b.maxUS = max(b.maxUS, us)
-		if len(w.rtts) > 0 {
-			w.rtts[w.next] = us
-			w.next++
-			if int(w.next) == len(w.rtts) {
-				w.next = 0
-			}
-			w.filled = min(w.filled+1, int32(len(w.rtts)))
-		}
-	}
+	w.add(ns, uint32(min(d/1000, lost-1)))
 	if w.havePrev {
 		diff := math.Abs(float64(d - w.prevRTT))
 		w.jitter += (diff - w.jitter) / 16
@@ -254,9 +281,7 @@ func (w *window) addRTT(ns int64, rtt time.Duration) {
 
 // addLost records an unanswered measurement that timed out at ns.
 func (w *window) addLost(ns int64) {
-	if b := w.bucket(w.epoch(ns)); b != nil && b.lost < maxPerBucket {
-		b.lost++
-	}
+	w.add(ns, lost)
 	w.last = max(w.last, ns)
 }
 
@@ -276,47 +301,49 @@ func (w *window) touch(ns int64) { w.last = max(w.last, ns) }
 // allocate.
 func (w *window) stats(now time.Time, s *Stats) {
 	ns := now.UnixNano()
-	cur := w.epoch(ns)
-	oldest := cur - w.bucketsInSpan() + 1
+	cur := w.slice(ns)
+	span := w.slicesInSpan()
 	s.Window = time.Duration(w.span)
 
-	// in counts the round trips in the window, newer those in buckets after
-	// now (a sample recorded while now was being read).
-	var in, newer, lost, sumUS uint64
+	// The measurements whose slice is one of the span's up to cur; later
+	// ones (recorded while now was being read) are not in it yet.
+	var buf [maxRing]uint32
+	rtts := buf[:0]
+	var n, nLost, sumUS uint64
 	var maxUS uint32
-	if n := int64(len(w.buckets)); n > 0 && w.head != noEpoch {
-		for e := max(w.head-n+1, oldest); e <= w.head; e++ {
-			b := &w.buckets[mod(e, n)]
-			if e > cur {
-				newer += uint64(b.n)
-				continue
-			}
-			in += uint64(b.n)
-			lost += uint64(b.lost)
+	for _, e := range w.ring[:w.filled] {
+		if age := uint32(cur) - e.slice; age >= uint32(span) {
+			continue
+		}
+		if e.rttUS == lost {
+			nLost++
+			continue
+		}
+		rtts = append(rtts, e.rttUS)
+		n++
+		sumUS += uint64(e.rttUS)
+		maxUS = max(maxUS, e.rttUS)
+	}
+	if w.buckets != nil && w.head != noSlice {
+		n, nLost, sumUS, maxUS = 0, 0, 0, 0
+		nb := int64(len(w.buckets))
+		for sl := max(w.head-nb+1, cur-span+1); sl <= min(w.head, cur); sl++ {
+			b := &w.buckets[mod(sl, nb)]
+			n += uint64(b.n)
+			nLost += uint64(b.lost)
 			sumUS += b.sumUS
 			maxUS = max(maxUS, b.maxUS)
 		}
 	}
-	s.Samples, s.Lost = int(in), int(lost)
-	if in+lost > 0 {
-		s.Loss = float64(lost) / float64(in+lost)
+	s.Samples, s.Lost = int(n), int(nLost)
+	if n+nLost > 0 {
+		s.Loss = float64(nLost) / float64(n+nLost)
 	}
-	if in > 0 {
-		s.LatencyMean = time.Duration(sumUS * 1000 / in)
+	if n > 0 {
+		s.LatencyMean = time.Duration(sumUS * 1000 / n)
 		s.LatencyMax = time.Duration(maxUS) * time.Microsecond
 	}
-
-	// The window's round trips are the ring's newest, past the newer ones.
-	filled := uint64(w.filled)
-	k := min(in, filled-min(newer, filled))
-	if k > 0 {
-		var buf [maxSampleRing]uint32
-		rtts := buf[:k]
-		size := int64(len(w.rtts))
-		start := int64(w.next) - int64(min(newer, filled)) - int64(k)
-		for i := range rtts {
-			rtts[i] = w.rtts[mod(start+int64(i), size)]
-		}
+	if len(rtts) > 0 {
 		slices.Sort(rtts)
 		s.LatencyP50 = time.Duration(rtts[rank(len(rtts), 0.50)]) * time.Microsecond
 		s.LatencyP95 = time.Duration(rtts[rank(len(rtts), 0.95)]) * time.Microsecond

@@ -94,24 +94,23 @@ func TestWindowThroughputSpansTwoIntervals(t *testing.T) {
 }
 
 func TestWindowResizeKeepsNewestSamples(t *testing.T) {
-	w := newWindow(10*time.Second, 10, 0) // ring of 110
+	w := newWindow(10*time.Second, 10, 0) // ring of 111
 	for i := range 100 {
 		w.addRTT(at(time.Duration(i)*50*time.Millisecond).UnixNano(), ms(float64(i+1)))
 	}
-	w.resizeSamples(1) // ring of 11: the 11 newest stay
+	w.resize(1) // ring of 12: the 12 newest stay
 	var s Stats
 	w.stats(at(5*time.Second), &s)
-	within(t, "p50 after shrink", s.LatencyP50, ms(95), 0) // 90..100, 6th
-	// The counts, mean and max come from the buckets: still exact.
-	within(t, "max after shrink", s.LatencyMax, ms(100), 0)
-	within(t, "mean after shrink", s.LatencyMean, ms(50.5), 0)
-	if s.Samples != 100 {
-		t.Errorf("samples after shrink = %d, want 100", s.Samples)
+	if s.Samples != 12 {
+		t.Errorf("samples after shrink = %d, want 12", s.Samples)
 	}
-	w.resizeSamples(10)
+	within(t, "p50 after shrink", s.LatencyP50, ms(94), 0) // 89..100, 6th
+	within(t, "max after shrink", s.LatencyMax, ms(100), 0)
+	within(t, "mean after shrink", s.LatencyMean, ms(94.5), 0)
+	w.resize(10)
 	s = Stats{}
 	w.stats(at(5*time.Second), &s)
-	within(t, "p50 after grow", s.LatencyP50, ms(95), 0)
+	within(t, "p50 after grow", s.LatencyP50, ms(94), 0)
 }
 
 func TestWindowIgnoresTooOldAndFutureSamples(t *testing.T) {
@@ -139,25 +138,34 @@ func TestWindowMemoryIsFixed(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("reading stats allocates %v times", allocs)
 	}
-	// 3 a second over 30 one-second buckets, and one second to spare.
-	if len(w.buckets) != 30 || len(w.rtts) != 93 {
-		t.Errorf("ring sizes %d buckets, %d round trips; want 30 and 93", len(w.buckets), len(w.rtts))
+	// 3 a second over 30 one-second slices, a second to spare, and one.
+	if w.buckets != nil || len(w.ring) != 94 {
+		t.Errorf("%d buckets, ring of %d; want none and 94", len(w.buckets), len(w.ring))
 	}
 }
 
-// TestWindowMatchesReference drives a window with a random series (3 round
-// trips a second, 5% lost, RTTs from 100 µs to 2 s) and checks every figure
-// against a plain computation over all samples in the window's seconds.
+// TestWindowMatchesReference drives a window with a random series (5%
+// lost, RTTs from 100 µs to 2 s) and checks every figure against a plain
+// computation over all samples in the window's seconds: with the ring alone
+// (3 a second) and with buckets (30 a second).
 func TestWindowMatchesReference(t *testing.T) {
+	t.Run("ring", func(t *testing.T) { testWindowMatchesReference(t, 3) })
+	t.Run("buckets", func(t *testing.T) { testWindowMatchesReference(t, 30) })
+}
+
+func testWindowMatchesReference(t *testing.T, rate float64) {
 	type rec struct {
 		at   time.Time
 		rtt  time.Duration
 		lost bool
 	}
 	rng := rand.New(rand.NewPCG(3, 7))
-	// Sized for 4 a second, so the random gaps never hold more round trips
-	// than the ring (see TestWindowFasterThanItsRate for that).
-	w := newWindow(30*time.Second, 4, 0)
+	// Sized for a third more, so the random gaps never bring more round
+	// trips than the ring holds (see TestWindowFasterThanItsRate for that).
+	w := newWindow(30*time.Second, rate*4/3, 0)
+	if (w.buckets != nil) != (rate > 10) {
+		t.Fatalf("%d buckets at %v a second", len(w.buckets), rate)
+	}
 	var all []rec
 	check := func(now time.Time) {
 		t.Helper()
@@ -165,8 +173,13 @@ func TestWindowMatchesReference(t *testing.T) {
 		var rtts []time.Duration
 		lost := 0
 		var sum, mx time.Duration
-		for _, r := range all {
-			if e := r.at.Unix(); e < cur-29 || e > cur {
+		for i := len(all) - 1; i >= 0; i-- { // all is in time order
+			r := all[i]
+			e := r.at.Unix()
+			if e < cur-29 {
+				break
+			}
+			if e > cur {
 				continue
 			}
 			if r.lost {
@@ -195,9 +208,13 @@ func TestWindowMatchesReference(t *testing.T) {
 		}
 	}
 	now := base
-	for i := range 600 { // 200 s
-		now = now.Add(time.Duration(rng.Int64N(int64(666 * time.Millisecond))))
-		if i%100 == 50 {
+	seconds := 200.0
+	if rate > 10 {
+		seconds = 80 // sorting ~1000 round trips per check is slow with -race
+	}
+	for i := range int(seconds * rate) {
+		now = now.Add(time.Duration(rng.Int64N(int64(2 * float64(time.Second) / rate))))
+		if i%int(25*rate) == 50 {
 			now = now.Add(20 * time.Second) // a silence shorter than the window
 		}
 		r := rec{at: now, rtt: time.Duration(100_000 + rng.Int64N(int64(2*time.Second)))}
@@ -235,23 +252,50 @@ func TestWindowForgetsAfterSilence(t *testing.T) {
 }
 
 func TestWindowFasterThanItsRate(t *testing.T) {
-	// Sized for 1 a second (ring of 31), fed 10 a second: the counts, mean
-	// and max stay exact; the quantiles cover the newest 31.
+	// Sized for 1 a second (a ring of 32), fed 10 a second, as no probe
+	// does: the figures cover the newest 32 measurements.
 	w := newWindow(30*time.Second, 1, 0)
 	for i := range 300 {
 		w.addRTT(at(time.Duration(i)*100*time.Millisecond).UnixNano(), ms(float64(i+1)))
 	}
 	var s Stats
 	w.stats(at(30*time.Second), &s)
-	if s.Samples != 290 { // second 0 has left
-		t.Fatalf("samples = %d, want 290", s.Samples)
+	if s.Samples != 32 {
+		t.Fatalf("samples = %d, want 32", s.Samples)
 	}
 	within(t, "max", s.LatencyMax, ms(300), 0)
-	within(t, "mean", s.LatencyMean, ms(155.5), 0)
-	within(t, "p50", s.LatencyP50, ms(285), 0) // 270..300, 16th
+	within(t, "mean", s.LatencyMean, ms(284.5), 0)
+	within(t, "p50", s.LatencyP50, ms(284), 0) // 269..300, 16th
 }
 
-func TestBucketWidth(t *testing.T) {
+func TestWindowWithBuckets(t *testing.T) {
+	// 100 a second over 30 s is more than the ring holds: the buckets keep
+	// the counts, mean and max; the quantiles cover the newest 1024.
+	w := newWindow(30*time.Second, 100, 0)
+	if len(w.buckets) != 31 || len(w.ring) != maxRing {
+		t.Fatalf("%d buckets, ring of %d; want 31 and %d", len(w.buckets), len(w.ring), maxRing)
+	}
+	for i := range 4000 { // 40 s
+		at := at(time.Duration(i) * 10 * time.Millisecond).UnixNano()
+		if i%10 == 0 {
+			w.addLost(at)
+			continue
+		}
+		w.addRTT(at, ms(float64(1+i%100)))
+	}
+	var s Stats
+	w.stats(at(39*time.Second+999*time.Millisecond), &s) // slices 10..39
+	if s.Samples != 2700 || s.Lost != 300 || s.Loss != 0.1 {
+		t.Fatalf("samples/lost/loss = %d/%d/%v, want 2700/300/0.1", s.Samples, s.Lost, s.Loss)
+	}
+	within(t, "max", s.LatencyMax, ms(100), 0)
+	within(t, "mean", s.LatencyMean, ms(51), 0) // 1..100 without 1, 11, ..., 91
+	if s.LatencyP50 < ms(45) || s.LatencyP50 > ms(56) || s.LatencyP95 < ms(90) {
+		t.Errorf("p50/p95 = %v/%v, want about 51ms/95ms", s.LatencyP50, s.LatencyP95)
+	}
+}
+
+func TestSliceWidth(t *testing.T) {
 	for _, c := range []struct {
 		span time.Duration
 		rate float64
@@ -266,8 +310,8 @@ func TestBucketWidth(t *testing.T) {
 		{time.Hour, 10000, 6 * time.Second},
 		{30 * time.Second, 1e6, time.Second}, // never under 1 s: the counts saturate
 	} {
-		if got := time.Duration(bucketWidth(int64(c.span), c.rate)); got != c.want {
-			t.Errorf("bucketWidth(%v, %v/s) = %v, want %v", c.span, c.rate, got, c.want)
+		if got := time.Duration(sliceWidth(int64(c.span), c.rate)); got != c.want {
+			t.Errorf("sliceWidth(%v, %v/s) = %v, want %v", c.span, c.rate, got, c.want)
 		}
 	}
 }
@@ -275,9 +319,9 @@ func TestBucketWidth(t *testing.T) {
 func TestWindowRateBeyondItsBuckets(t *testing.T) {
 	w := newWindow(time.Hour, 1, 0) // 1 min buckets
 	w.addRTT(at(0).UnixNano(), ms(1))
-	w.resizeSamples(10000) // a reload: now 6 s buckets, started afresh
-	if w.width != int64(6*time.Second) || len(w.buckets) != 600 {
-		t.Fatalf("width %v, %d buckets; want 6s and 600", time.Duration(w.width), len(w.buckets))
+	w.resize(10000) // a reload: now 6 s buckets, started afresh
+	if w.width != int64(6*time.Second) || len(w.buckets) != 601 {
+		t.Fatalf("width %v, %d buckets; want 6s and 601", time.Duration(w.width), len(w.buckets))
 	}
 	for i := range 70000 {
 		w.addRTT(at(time.Minute+time.Duration(i)*50*time.Microsecond).UnixNano(), ms(2))

@@ -5,13 +5,16 @@
 // own. bench/icmp.sh builds and runs it; it prints a table.
 //
 // The engine records into a monitor.Monitor, as in the daemon, unless
-// -recorder=count, which isolates the engine's own cost. The /metrics
-// figures are the Monitor's per-UE metrics rendered by client_golang.
+// -recorder=count, which isolates the engine's own cost (the /metrics
+// figures then come from a Monitor filled afterwards). /metrics is rendered
+// by Monitor.MetricsHandler, as the daemon serves it; -registry renders it
+// through client_golang's registry too, for comparison.
 package main
 
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"flag"
@@ -23,6 +26,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -32,6 +36,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/qodwatch/qodwatch/monitor"
@@ -59,8 +64,14 @@ type figures struct {
 	RecvCalls uint64  `json:"recv_calls"`
 
 	MetricsBytes int     `json:"metrics_bytes"`
-	MetricsMs    float64 `json:"metrics_ms"`
-	MonitorRSS   uint64  `json:"monitor_rss"` // VmHWM once a Monitor of the UEs exists too
+	MetricsMs    float64 `json:"metrics_ms"`  // Monitor.MetricsHandler, uncompressed
+	GzipBytes    int     `json:"gzip_bytes"`  // the same page gzipped, as Prometheus asks for it
+	GzipMs       float64 `json:"gzip_ms"`     //
+	MonitorRSS   uint64  `json:"monitor_rss"` // VmHWM once a Monitor of the UEs exists and was scraped
+	// RegistryMs is the page through client_golang's registry (the Monitor
+	// registered as a Collector), with -registry; RegistryRSS the VmHWM after.
+	RegistryMs  float64 `json:"registry_ms,omitempty"`
+	RegistryRSS uint64  `json:"registry_rss,omitempty"`
 }
 
 func main() {
@@ -71,8 +82,13 @@ func main() {
 	child := flag.Int("child", 0, "internal: run one size and print JSON")
 	fpingChild := flag.Int("fping-child", 0, "internal: run fping on this many UEs and print JSON")
 	coalesce := flag.Duration("coalesce", 0, "icmp.Options.Coalesce (0: the engine's default)")
+	registry := flag.Bool("registry", false, "also render /metrics through client_golang's registry, after the RSS figures (for comparison)")
 	cpuProfile := flag.String("cpuprofile", "", "with -child: write a CPU profile of the run here")
+	flag.StringVar(&memProfile, "memprofile", "", "with -child: write a heap profile here once /metrics was scraped")
 	flag.Parse()
+	if memProfile != "" {
+		runtime.MemProfileRate = 4096
+	}
 	if *cpuProfile != "" {
 		pf, err := os.Create(*cpuProfile)
 		if err == nil {
@@ -88,11 +104,11 @@ func main() {
 	var err error
 	switch {
 	case *child > 0:
-		err = printJSON(runEngine(*child, *duration, *recorder, *coalesce))
+		err = printJSON(runEngine(*child, *duration, *recorder, *coalesce, *registry))
 	case *fpingChild > 0:
 		err = printJSON(runFping(*fping, *fpingChild, *duration))
 	default:
-		err = runAll(*sizes, *duration, *fping, *recorder, *coalesce)
+		err = runAll(*sizes, *duration, *fping, *recorder, *coalesce, *registry)
 	}
 	if err != nil {
 		pprof.StopCPUProfile()
@@ -109,7 +125,7 @@ func printJSON(f figures, err error) error {
 }
 
 // runAll runs every size and fping in child processes and prints the table.
-func runAll(sizeList string, d time.Duration, fping, recorder string, coalesce time.Duration) error {
+func runAll(sizeList string, d time.Duration, fping, recorder string, coalesce time.Duration, registry bool) error {
 	var sizes []int
 	for _, s := range strings.Split(sizeList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -125,7 +141,8 @@ func runAll(sizeList string, d time.Duration, fping, recorder string, coalesce t
 	var rows []figures
 	for _, n := range sizes {
 		fmt.Fprintf(os.Stderr, "qodwatch engine, %d UEs, %v ...\n", n, d)
-		f, err := runChild(self, "-child", strconv.Itoa(n), "-duration", d.String(), "-recorder", recorder, "-coalesce", coalesce.String())
+		f, err := runChild(self, "-child", strconv.Itoa(n), "-duration", d.String(), "-recorder", recorder, "-coalesce", coalesce.String(),
+			"-registry="+strconv.FormatBool(registry))
 		if err != nil {
 			return fmt.Errorf("%d UEs: %w", n, err)
 		}
@@ -159,17 +176,27 @@ func runChild(self string, args ...string) (figures, error) {
 }
 
 func printTable(w io.Writer, rows []figures, fp *figures) {
+	registry := false
+	for _, f := range rows {
+		registry = registry || f.RegistryMs > 0
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "prober\tUEs\tsent/s (own)\tsent/s (OutEchos)\tCPU µs/packet\t% of a core\tpeak RSS MiB\treplies matched\tloss %\tsends >10ms late\t/metrics KiB\trender ms\t+monitor RSS MiB\t")
+	header := "prober\tUEs\tsent/s (own)\tsent/s (OutEchos)\tCPU µs/packet\t% of a core\tpeak RSS MiB\treplies matched\tloss %\tsends >10ms late\t/metrics KiB\trender ms\tgzip KiB\tgzip ms\t+monitor RSS MiB\t"
+	if registry {
+		header += "registry ms\tRSS after MiB\t"
+	}
+	fmt.Fprintln(tw, header)
 	for _, f := range append(rows, deref(fp)...) {
 		name := f.Kind
 		if f.Mode != "" {
 			name += " (" + f.Mode + ")"
 		}
-		metricsKiB, render := "-", "-"
+		metricsKiB, render, gzipKiB, gzipMs := "-", "-", "-", "-"
 		if f.MetricsBytes > 0 {
 			metricsKiB = fmt.Sprintf("%.0f", float64(f.MetricsBytes)/1024)
 			render = fmt.Sprintf("%.0f", f.MetricsMs)
+			gzipKiB = fmt.Sprintf("%.0f", float64(f.GzipBytes)/1024)
+			gzipMs = fmt.Sprintf("%.0f", f.GzipMs)
 		}
 		delayed, rss, monRSS := "-", "-", "-"
 		if f.Kind == "qodwatch" {
@@ -179,17 +206,28 @@ func printTable(w io.Writer, rows []figures, fp *figures) {
 		if f.MonitorRSS > 0 {
 			monRSS = fmt.Sprintf("%.1f", float64(f.MonitorRSS)/(1<<20))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.2f\t%.1f\t%s\t%d\t%.4f\t%s\t%s\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.2f\t%.1f\t%s\t%d\t%.4f\t%s\t%s\t%s\t%s\t%s\t%s\t",
 			name, f.UEs, float64(f.Sent)/f.Seconds, float64(f.OutEchos)/f.Seconds,
 			cpuPerPacket(f)*1e6, 100*f.CPUSecs/f.Seconds, rss,
-			f.Received, lossPct(f), delayed, metricsKiB, render, monRSS)
+			f.Received, lossPct(f), delayed, metricsKiB, render, gzipKiB, gzipMs, monRSS)
+		if registry {
+			regMs, regRSS := "-", "-"
+			if f.RegistryMs > 0 {
+				regMs = fmt.Sprintf("%.0f", f.RegistryMs)
+				regRSS = fmt.Sprintf("%.1f", float64(f.RegistryRSS)/(1<<20))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t", regMs, regRSS)
+		}
+		fmt.Fprintln(tw)
 	}
 	tw.Flush()
 	if fp != nil && len(rows) > 0 && rows[0].UEs == fp.UEs && cpuPerPacket(*fp) > 0 {
 		fmt.Fprintf(w, "\nCPU per packet sent, qodwatch/fping at %d UEs: %.2f\n", fp.UEs, cpuPerPacket(rows[0])/cpuPerPacket(*fp))
 	}
 	if len(rows) > 0 {
-		fmt.Fprintf(w, "(%.0f s per run; recorder %s; loss = lost/(matched+lost) over the run; packets per second from the prober's count and the kernel's OutEchos)\n",
+		fmt.Fprintf(w, "(%.0f s per run; recorder %s; loss = lost/(matched+lost) over the run; packets per second from the prober's count and the kernel's OutEchos;\n"+
+			" /metrics is Monitor.MetricsHandler's page, best of 3, with the Go and process collectors; peak RSS includes the scrape"+
+			"; registry ms = the same page through client_golang's registry, rendered after the RSS figures)\n",
 			rows[0].Seconds, rows[0].Recorder)
 	}
 }
@@ -230,7 +268,7 @@ type countRecorder struct{ n atomic.Uint64 }
 func (c *countRecorder) Record(monitor.Result) { c.n.Add(1) }
 
 // runEngine runs the engine on n loopback UEs and measures it.
-func runEngine(n int, d time.Duration, recorder string, coalesce time.Duration) (figures, error) {
+func runEngine(n int, d time.Duration, recorder string, coalesce time.Duration, registry bool) (figures, error) {
 	f := figures{Kind: "qodwatch", UEs: n, Recorder: recorder}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -272,11 +310,17 @@ func runEngine(n int, d time.Duration, recorder string, coalesce time.Duration) 
 
 	addrs := loopbackAddrs(n)
 	probe := monitor.ICMP{Interval: time.Second, Packets: 1, Timeout: time.Second}
+	stopMon := func() {}
 	if mon != nil {
 		if err := mon.SetUEs(monitorUEs(addrs, probe)); err != nil {
 			return f, err
 		}
-		go mon.Run(ctx)
+		monCtx, stopMonitor := context.WithCancel(ctx)
+		defer stopMonitor()
+		monDone := make(chan error, 1)
+		go func() { monDone <- mon.Run(monCtx) }()
+		// Before the engine stops: no more target lists from the Monitor.
+		stopMon = func() { stopMonitor(); <-monDone }
 	} else {
 		ts := make([]icmp.Target, n)
 		for i, a := range addrs {
@@ -303,15 +347,16 @@ func runEngine(n int, d time.Duration, recorder string, coalesce time.Duration) 
 	f.SendCalls = c1.SendCalls - c0.SendCalls
 	f.RecvCalls = c1.RecvCalls - c0.RecvCalls
 
-	if mon != nil { // the Monitor the engine recorded into
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(mon)
-		f.MetricsBytes, f.MetricsMs = renderMetrics(reg)
+	if mon != nil { // the Monitor the engine recorded into, as the daemon serves it
+		scrape(&f, mon)
 		f.MonitorRSS = vmHWM()
-		_ = mon.SetUEs(nil)
+		if err := writeHeapProfile(); err != nil {
+			return f, err
+		}
 	}
 
 	// Stop sending and let the packets in flight be answered or time out.
+	stopMon()
 	eng.SetTargets(nil)
 	_ = waitUntil(5*time.Second, func() bool {
 		c := eng.Counters()
@@ -324,18 +369,55 @@ func runEngine(n int, d time.Duration, recorder string, coalesce time.Duration) 
 
 	// The /metrics page of a Monitor with n UEs whose windows are full.
 	if mon == nil {
-		full, err := filledMonitor(addrs, probe, log)
-		if err != nil {
+		var err error
+		if mon, err = filledMonitor(addrs, probe, log); err != nil {
 			return f, err
 		}
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(full)
-		f.MetricsBytes, f.MetricsMs = renderMetrics(reg)
+		scrape(&f, mon)
 		f.MonitorRSS = vmHWM()
+	}
+	if registry { // last: it costs far more memory than anything above
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), mon)
+		_, _, f.RegistryMs = render(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), "")
+		f.RegistryRSS = vmHWM()
 	}
 	cancel()
 	<-runDone
 	return f, nil
+}
+
+// memProfile is where -memprofile writes the heap profile.
+var memProfile string
+
+// writeHeapProfile writes the heap profile for -memprofile, and what the Go
+// runtime holds, to see how the peak RSS comes about.
+func writeHeapProfile() error {
+	if memProfile == "" {
+		return nil
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fmt.Fprintf(os.Stderr, "heap: alloc %.1f MiB, inuse %.1f MiB, sys %.1f MiB, released %.1f MiB; stacks %.1f MiB; total sys %.1f MiB; %d GCs; VmHWM %.1f MiB\n",
+		mib(ms.HeapAlloc), mib(ms.HeapInuse), mib(ms.HeapSys), mib(ms.HeapReleased), mib(ms.StackSys), mib(ms.Sys), ms.NumGC, mib(vmHWM()))
+	pf, err := os.Create(memProfile)
+	if err != nil {
+		return err
+	}
+	defer pf.Close()
+	return pprof.Lookup("heap").WriteTo(pf, 0)
+}
+
+func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+
+// scrape renders the Monitor's /metrics as the daemon serves it:
+// MetricsHandler over a registry with the Go and process collectors.
+func scrape(f *figures, mon *monitor.Monitor) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	h := mon.MetricsHandler(reg)
+	f.MetricsBytes, _, f.MetricsMs = render(h, "")
+	_, f.GzipBytes, f.GzipMs = render(h, "gzip")
 }
 
 func monitorUEs(addrs []netip.Addr, probe monitor.ICMP) []monitor.UE {
@@ -372,22 +454,52 @@ func filledMonitor(addrs []netip.Addr, probe monitor.ICMP, log *slog.Logger) (*m
 	return mon, nil
 }
 
-// renderMetrics renders the registry as a scrape would (text format,
-// uncompressed) and returns the size and the time taken.
-func renderMetrics(reg *prometheus.Registry) (int, float64) {
-	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
-	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
-	req.Header.Set("Accept", "text/plain")
+// render scrapes h over loopback HTTP as Prometheus would, with the given
+// Accept-Encoding, and returns the page's size, its size on the wire and
+// the time the scrape took: the best of three, as a warm scrape. The page
+// is counted as it streams, not kept.
+func render(h http.Handler, encoding string) (size, wire int, ms float64) {
+	srv := httptest.NewServer(h)
+	defer srv.Close()
 	best := time.Duration(1<<63 - 1)
-	size := 0
-	for range 3 { // the best of three, as a warm scrape
-		rr := httptest.NewRecorder()
+	for range 3 {
+		req, err := http.NewRequest(http.MethodGet, srv.URL+"/metrics", nil)
+		if err != nil {
+			return 0, 0, 0
+		}
+		req.Header.Set("Accept", "text/plain")
+		req.Header.Set("Accept-Encoding", encoding) // set: the client leaves the body as sent
 		start := time.Now()
-		h.ServeHTTP(rr, req)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "scrape:", err)
+			return 0, 0, 0
+		}
+		counted := &countingReader{r: resp.Body}
+		var body io.Reader = counted
+		if resp.Header.Get("Content-Encoding") == "gzip" {
+			if body, err = gzip.NewReader(counted); err != nil {
+				fmt.Fprintln(os.Stderr, "scrape:", err)
+				return 0, 0, 0
+			}
+		}
+		n, _ := io.Copy(io.Discard, body)
+		resp.Body.Close()
 		best = min(best, time.Since(start))
-		size = rr.Body.Len()
+		size, wire = int(n), counted.n
 	}
-	return size, float64(best) / 1e6
+	return size, wire, float64(best) / 1e6
+}
+
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
 }
 
 func waitUntil(timeout time.Duration, cond func() bool) error {
