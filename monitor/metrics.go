@@ -338,8 +338,8 @@ func (st *ueState) figures(now time.Time, u *ueFigures, s *Stats, hists *[]rttHi
 	for k := range numKinds {
 		c := &st.counters[k]
 		u.sent[k], u.received[k] = c.sent, c.received
-		if c.hist != nil {
-			*hists = append(*hists, *c.hist)
+		if st.hists != nil && st.hists[k] != nil {
+			*hists = append(*hists, *st.hists[k])
 			u.hist[k] = int32(len(*hists))
 		}
 	}

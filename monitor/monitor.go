@@ -106,11 +106,12 @@ type ueState struct {
 	exclusive atomic.Bool // set while a throughput probe runs
 
 	mu        sync.Mutex // guards the fields below
-	win       *window
+	win       window
 	latency   kind // which kind feeds the window's latency
 	hasLat    bool
 	kinds     [numKinds]bool // kinds configured
 	counters  [numKinds]kindCounters
+	hists     *[numKinds]*rttHistogram // with Options.RTTHistogram only
 	values    []Value // one per prometheus probe
 	bytes     uint64  // moved by throughput probes
 	status    int     // last HTTP status seen by an http probe
@@ -120,7 +121,6 @@ type ueState struct {
 
 type kindCounters struct {
 	sent, received uint64
-	hist           *rttHistogram
 }
 
 // New returns a Monitor with no UEs. Call SetUEs, then Run.
@@ -325,22 +325,30 @@ func (st *ueState) configure(u UE, bound []boundProbe, opts Options) []*task {
 		rate = latencyRate(latency, bound, u.Probes)
 	}
 
-	if st.win == nil || st.hasLat != hasLat || st.latency != latency {
-		st.win = newWindow(opts.Window, rate, tputEvery)
+	if st.win.span == 0 || st.hasLat != hasLat || st.latency != latency {
+		st.win = window{}
+		st.win.init(opts.Window, rate, tputEvery)
 	} else {
 		st.win.resize(rate)
 		st.win.tputSpan = max(int64(opts.Window), 2*int64(tputEvery))
 	}
 	st.latency, st.hasLat = latency, hasLat
+	var hists [numKinds]*rttHistogram
+	withHists := false
 	for k := range numKinds {
-		c := &st.counters[k]
 		if opts.RTTHistogram && st.kinds[k] && k.measuresLatency() {
-			if c.hist == nil {
-				c.hist = new(rttHistogram)
+			if st.hists != nil {
+				hists[k] = st.hists[k]
 			}
-		} else {
-			c.hist = nil
+			if hists[k] == nil {
+				hists[k] = new(rttHistogram)
+			}
+			withHists = true
 		}
+	}
+	st.hists = nil
+	if withHists {
+		st.hists = &hists
 	}
 	st.cfg = u
 	return fresh
@@ -415,8 +423,8 @@ func (st *ueState) record(k kind, r *Result) {
 	default:
 		c.sent++
 		c.received++
-		if c.hist != nil {
-			c.hist.observe(r.RTT)
+		if st.hists != nil && st.hists[k] != nil {
+			st.hists[k].observe(r.RTT)
 		}
 		if st.hasLat && k == st.latency {
 			st.win.addRTT(ns, r.RTT)

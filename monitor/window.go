@@ -128,10 +128,16 @@ type tputSample struct {
 // newWindow sizes a window of length span for measurements arriving at
 // about rate per second and throughput samples every tputEvery.
 func newWindow(span time.Duration, rate float64, tputEvery time.Duration) *window {
-	w := &window{span: int64(span), head: noSlice}
+	w := new(window)
+	w.init(span, rate, tputEvery)
+	return w
+}
+
+// init sets up a zero window as newWindow does.
+func (w *window) init(span time.Duration, rate float64, tputEvery time.Duration) {
+	w.span, w.head = int64(span), noSlice
 	w.resize(rate)
 	w.tputSpan = max(int64(span), 2*int64(tputEvery))
-	return w
 }
 
 // sliceWidth is 1 s, or a 60th of a window longer than a minute; narrower
