@@ -112,9 +112,9 @@ type ueState struct {
 	kinds     [numKinds]bool // kinds configured
 	counters  [numKinds]kindCounters
 	hists     *[numKinds]*rttHistogram // with Options.RTTHistogram only
-	values    []Value // one per prometheus probe
-	bytes     uint64  // moved by throughput probes
-	status    int     // last HTTP status seen by an http probe
+	values    []Value                  // one per prometheus probe
+	bytes     uint64                   // moved by throughput probes
+	status    int                      // last HTTP status seen by an http probe
 	icmpProbe *icmpBound
 	tasks     []*task
 }
