@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -278,4 +279,51 @@ func diffFamilies(want, got []string) string {
 		fmt.Fprintf(&b, "%d series, want %d", len(got), len(want))
 	}
 	return b.String()
+}
+
+// TestScrapeWhileRecordingAndReloading is for the race detector: scrapes
+// both ways while results arrive and the UE set changes.
+func TestScrapeWhileRecordingAndReloading(t *testing.T) {
+	m := awkwardMonitor(t, true)
+	var ues []UE
+	for _, st := range m.set.Load().list {
+		ues = append(ues, st.cfg)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(m)
+	h := m.MetricsHandler(nil)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			m.Record(Result{UE: ues[i%len(ues)].Name, Probe: KindICMP, At: at(time.Duration(i) * time.Millisecond), RTT: ms(float64(i % 50))})
+		}
+	})
+	wg.Go(func() {
+		for i := range 20 {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := m.SetUEs(ues[:1+i%len(ues)]); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	for range 20 {
+		rr := httptest.NewRecorder()
+		h.ServeHTTP(rr, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		parseText(t, rr.Body.Bytes())
+		if _, err := reg.Gather(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
 }
