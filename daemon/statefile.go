@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"sync"
 	"syscall"
 	"time"
 
@@ -132,8 +134,26 @@ func (s *State) DropExpiredIntents(now time.Time) []Intent {
 // fsynced and renamed over the old one, so a kill -9 at any moment leaves
 // either the old or the new content, and two processes (daemon and CLI)
 // never lose each other's writes.
+//
+// Updates from one process commit in groups: those that arrive while a
+// write is under way go together in the next one, so that when many UEs
+// decide at once (a cell goes bad) each create waits for about two writes,
+// not for every create's write ahead of it.
 type StateFile struct {
 	dir string
+
+	mu      sync.Mutex
+	queue   []*stateUpdate // waiting for the next write
+	writing bool           // a group is being written
+}
+
+// stateUpdate is one Update waiting in a group.
+type stateUpdate struct {
+	change func(*State) error
+	st     State
+	err    error
+	lead   bool          // woken to write the next group, not with a result
+	done   chan struct{} // closed when st and err are set, or lead
 }
 
 // OpenStateFile prepares the state directory. It does not read the file.
@@ -158,24 +178,92 @@ func (f *StateFile) Load() (State, error) {
 }
 
 // Update applies change to the current state and writes the result durably
-// before returning. If change returns an error nothing is written.
+// before returning; it returns the state written. If change returns an
+// error its change is not written. Concurrent Updates may be written
+// together (see StateFile), each change applied in the order they came.
 func (f *StateFile) Update(change func(*State) error) (State, error) {
+	u := &stateUpdate{change: change, done: make(chan struct{})}
+	f.mu.Lock()
+	f.queue = append(f.queue, u)
+	lead := !f.writing
+	f.writing = true
+	f.mu.Unlock()
+	if !lead {
+		<-u.done
+		if !u.lead {
+			return u.st, u.err
+		}
+	}
+	// Write everything queued now, this update included, then hand the
+	// next group to the first update that came meanwhile.
+	f.mu.Lock()
+	group := f.queue
+	f.queue = nil
+	f.mu.Unlock()
+	f.commit(group)
+	f.mu.Lock()
+	if len(f.queue) > 0 {
+		next := f.queue[0]
+		next.lead = true
+		close(next.done)
+	} else {
+		f.writing = false
+	}
+	f.mu.Unlock()
+	for _, x := range group {
+		if x != u {
+			close(x.done)
+		}
+	}
+	return u.st, u.err
+}
+
+// commit applies a group of changes in one locked read-modify-write.
+func (f *StateFile) commit(group []*stateUpdate) {
+	fail := func(err error) {
+		for _, x := range group {
+			x.err = err
+		}
+	}
 	unlock, err := f.lock()
 	if err != nil {
-		return State{}, err
+		fail(err)
+		return
 	}
 	defer unlock()
 	st, err := f.read()
 	if err != nil {
-		return State{}, err
+		fail(err)
+		return
 	}
-	if err := change(&st); err != nil {
-		return st, err
+	var applied []*stateUpdate
+	for _, x := range group {
+		// A change that fails must leave nothing behind: it works on a copy.
+		next := st.clone()
+		if err := x.change(&next); err != nil {
+			x.st, x.err = next, err
+			continue
+		}
+		st = next
+		applied = append(applied, x)
 	}
-	if err := f.write(st); err != nil {
-		return st, err
+	if len(applied) == 0 {
+		return
 	}
-	return st, nil
+	werr := f.write(st)
+	for _, x := range applied {
+		x.st, x.err = st.clone(), werr
+	}
+}
+
+func (s State) clone() State {
+	s.Sessions = slices.Clone(s.Sessions)
+	s.Intents = slices.Clone(s.Intents)
+	if s.Budget != nil {
+		b := *s.Budget
+		s.Budget = &b
+	}
+	return s
 }
 
 func (f *StateFile) lock() (func(), error) {

@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -107,5 +109,61 @@ func TestDropExpiredIntents(t *testing.T) {
 	dropped := s.DropExpiredIntents(now)
 	if len(dropped) != 1 || dropped[0].TransactionID != "old" || len(s.Intents) != 1 {
 		t.Fatalf("dropped %+v kept %+v", dropped, s.Intents)
+	}
+}
+
+// Updates from one process are written in groups: every change lands, in
+// the state each caller gets back too, and a change that fails leaves
+// nothing behind even when it shares a write with others.
+func TestStateFileGroupCommit(t *testing.T) {
+	f, _ := OpenStateFile(t.TempDir())
+	if _, err := f.Update(func(s *State) error { s.AddSession(Session{UE: "keep", ID: "keep"}); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	var wg sync.WaitGroup
+	errBad := errors.New("refused")
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprint("s", i)
+			st, err := f.Update(func(s *State) error {
+				if i%10 == 3 {
+					s.RemoveSession("keep") // in place, in its copy
+					return errBad
+				}
+				s.AddSession(Session{UE: id, ID: id})
+				return nil
+			})
+			if i%10 == 3 {
+				if !errors.Is(err, errBad) {
+					t.Errorf("update %d: err %v, want its own error", i, err)
+				}
+				return
+			}
+			if _, has := st.SessionFor(id); err != nil || !has {
+				t.Errorf("update %d: err %v, its session in the state returned: %v", i, err, has)
+			}
+		}()
+	}
+	wg.Wait()
+	st, err := f.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		_, has := st.SessionFor(fmt.Sprint("s", i))
+		if has != (i%10 != 3) {
+			t.Errorf("session s%d on disk: %v", i, has)
+		}
+	}
+	if _, has := st.SessionFor("keep"); !has || len(st.Sessions) != 1+n-n/10 {
+		t.Errorf("on disk: %d sessions, keep there: %v; want %d", len(st.Sessions), has, 1+n-n/10)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.writing || len(f.queue) != 0 {
+		t.Errorf("after every update returned: writing %v, %d queued", f.writing, len(f.queue))
 	}
 }
