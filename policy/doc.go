@@ -33,6 +33,13 @@
 // otherwise (DevEdge) by ending the old session and opening the new one
 // back to back, never two at once.
 //
+// Evaluation is cheap and repeatable, so the daemon evaluates a UE whenever
+// a sample of it arrives, not only at ticks. Status.Due says when a UE's
+// state next changes by the clock alone (a breach's `for` ends at exactly
+// since + for, a cooldown or backoff is over, a renewal comes); NextDue is
+// the earliest across UEs, kept in a heap, and DueUEs lists those due, so
+// one timer suffices to act at those moments.
+//
 // No data (an empty or, with stale_after, an old window) makes conditions
 // unknown; any/all combine them in three-valued logic. With
 // on_missing_data: hold (default) an unknown breach starts and ends
