@@ -4,6 +4,7 @@
 // minus the rule's `for`. The goal is at most one probe interval + 50 ms.
 //
 //	go run ./bench/breach                      # 1,000 UEs, 200 breaching, tick 1s,100ms,50ms
+//	go run ./bench/breach -bin ./qodwatch      # a binary built beforehand
 //	go run ./bench/breach -ticks 100ms -ues 2000
 //
 // The real qodwatch binary runs as a child process (built from ./cmd/qodwatch
@@ -28,14 +29,15 @@
 //	        window and a 1 s probe there are 10 samples, and p95 of 10 is
 //	        their maximum; the 200 ms threshold is far above any loopback
 //	        reply, so a CPU-starved good reply rarely trips it), then the
-//	        control loop must tick: the breach timer starts at the first
-//	        tick that sees the breach and fires at the first tick `for`
-//	        later. That is 0..1 tick, but when `for` is a multiple of the
-//	        tick (the usual case: for 20s, tick 1s) the jitter of when a tick
-//	        runs makes the held time fall a hair short for about half the
-//	        UEs, which then wait one tick more: 0..2 ticks
+//	        control loop must see it. The daemon evaluates a UE when the
+//	        monitor reports its sample (passes at most 5 ms apart), so the
+//	        breach timer starts then, and a timer fires it at exactly
+//	        since + for: a few ms, whatever the tick. If the monitor does
+//	        not report a probe kind's samples, the first tick after the
+//	        reply sees the breach instead: 0..1 tick
 //	act     decision -> POST at the simulator: the intent's fsync'd state
-//	        file write, then the API call
+//	        file write (shared with creates decided at the same time), then
+//	        the API call
 //
 // The raw lag is wait + rtt + decide + act. The daemon's share, what it can
 // improve, is decide + act.
@@ -154,7 +156,7 @@ func run(p params, tickList string) error {
 
 // stateWriteCost times what each create waits for before its POST: one
 // locked read-modify-write of the state file, fsync'd, with n sessions in
-// it. Creates decided in the same tick queue behind each other's writes.
+// it. Creates decided together share a write (group commit).
 func stateWriteCost(dir string, n int) ([]time.Duration, error) {
 	sf, err := daemon.OpenStateFile(dir)
 	if err != nil {
@@ -565,7 +567,7 @@ func report(w io.Writer, p params, rs []result) {
 	fmt.Fprintln(w, "stray: POSTs for UEs never made bad; unmeasured: breaching UEs bought for before their breach or without a recorded bad reply.")
 	fmt.Fprintln(w, "\nBreakdown, p50 / p95 / max (see the header of bench/breach/main.go):")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "tick\twait for a probe\tits rtt\tdecide (stat + tick)\tact (fsync + POST)\tdaemon share\t")
+	fmt.Fprintln(tw, "tick\twait for a probe\tits rtt\tdecide (stat + loop)\tact (fsync + POST)\tdaemon share\t")
 	for _, r := range rs {
 		col := func(f func(ueLag) time.Duration) string {
 			v := pick(r.lags, f)
