@@ -180,12 +180,12 @@ func (m *Monitor) recordOutcome(st *ueState, t *task, o *outcome) {
 		m.log.Debug("probe failed", "ue", st.name, "probe", kindNames[t.kind], "err", o.Err)
 	}
 	st.mu.Lock()
-	defer st.mu.Unlock()
 	if o.status != 0 {
 		st.status = o.status
 	}
 	st.bytes += uint64(max(o.bytes, 0))
 	if o.Err != nil {
+		st.mu.Unlock()
 		return
 	}
 	if t.kind == kPrometheus && t.valueIdx >= 0 && t.valueIdx < len(st.values) {
@@ -193,4 +193,8 @@ func (m *Monitor) recordOutcome(st *ueState, t *task, o *outcome) {
 		st.values[t.valueIdx].At = o.At
 	}
 	st.record(t.kind, &o.Result)
+	st.mu.Unlock()
+	if m.opts.Recorded != nil {
+		m.opts.Recorded(st.name)
+	}
 }
