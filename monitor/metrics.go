@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"time"
 
@@ -81,44 +82,61 @@ var families = []*family{
 		}},
 	{name: "qodwatch_probe_http_status_code", kind: gauge, labels: labelsUE,
 		help: "Last HTTP status seen by an http or throughput probe of the UE.",
-		write: perUE(func(u *ueFigures, f *family, out sink) {
-			if u.status != 0 {
-				out.sample(f, float64(u.status), u.name, "")
-			}
-		})},
-	{name: "qodwatch_probe_received_total", kind: counter, labels: labelsProbeUE,
-		help: "Measurements answered per UE and probe kind.",
-		write: perUE(func(u *ueFigures, f *family, out sink) {
-			for _, k := range kindsByName {
-				if u.kinds[k] {
-					out.sample(f, float64(u.received[k]), kindNames[k], u.name)
+		write: func(sc *scrape, f *family, out sink) {
+			for _, st := range sc.ues {
+				st.mu.Lock()
+				status := st.status
+				st.mu.Unlock()
+				if status != 0 {
+					out.sample(f, float64(status), st.name, "")
 				}
 			}
-		})},
+		}},
+	{name: "qodwatch_probe_received_total", kind: counter, labels: labelsProbeUE,
+		help: "Measurements answered per UE and probe kind.",
+		write: func(sc *scrape, f *family, out sink) {
+			for _, st := range sc.ues {
+				kinds, c := st.counts()
+				for _, k := range kindsByName {
+					if kinds[k] {
+						out.sample(f, float64(c[k].received), kindNames[k], st.name)
+					}
+				}
+			}
+		}},
 	{name: "qodwatch_probe_rtt_seconds", kind: histogram, labels: labelsProbeUE,
 		help: "Round trips per UE and probe kind: echo, TCP connect, HTTP time to first byte.",
 		write: func(sc *scrape, f *family, out sink) {
-			if len(sc.hists) == 0 {
+			if !sc.histograms {
 				return
 			}
-			for i := range sc.ues {
-				u := &sc.ues[i]
+			var h rttHistogram
+			for _, st := range sc.ues {
 				for _, k := range kindsByName {
-					if h := u.hist[k]; h > 0 {
-						out.histogram(f, &sc.hists[h-1], kindNames[k], u.name)
+					st.mu.Lock()
+					ok := st.hists != nil && st.hists[k] != nil
+					if ok {
+						h = *st.hists[k]
+					}
+					st.mu.Unlock()
+					if ok {
+						out.histogram(f, &h, kindNames[k], st.name)
 					}
 				}
 			}
 		}},
 	{name: "qodwatch_probe_sent_total", kind: counter, labels: labelsProbeUE,
 		help: "Measurements attempted per UE and probe kind (echo requests, connections, queries).",
-		write: perUE(func(u *ueFigures, f *family, out sink) {
-			for _, k := range kindsByName {
-				if u.kinds[k] {
-					out.sample(f, float64(u.sent[k]), kindNames[k], u.name)
+		write: func(sc *scrape, f *family, out sink) {
+			for _, st := range sc.ues {
+				kinds, c := st.counts()
+				for _, k := range kindsByName {
+					if kinds[k] {
+						out.sample(f, float64(c[k].sent), kindNames[k], st.name)
+					}
 				}
 			}
-		})},
+		}},
 	{name: "qodwatch_probe_skipped_total", kind: counter, labels: []string{"probe"},
 		help: "Probe runs skipped because the UE was busy with a throughput run or the previous run had not finished.",
 		write: func(sc *scrape, f *family, out sink) {
@@ -128,20 +146,31 @@ var families = []*family{
 		}},
 	{name: "qodwatch_probe_transferred_bytes_total", kind: counter, labels: labelsUE,
 		help: "Bytes moved by throughput probes per UE (mobile data spent on measuring).",
-		write: perUE(func(u *ueFigures, f *family, out sink) {
-			if u.kinds[kThroughput] {
-				out.sample(f, float64(u.bytes), u.name, "")
-			}
-		})},
-	{name: "qodwatch_probe_value", kind: gauge, labels: []string{"query", "ue"},
-		help: "Last value read by a prometheus probe of the UE.",
-		write: perUE(func(u *ueFigures, f *family, out sink) {
-			for _, v := range u.values {
-				if !v.At.IsZero() {
-					out.sample(f, v.Value, v.Name, u.name)
+		write: func(sc *scrape, f *family, out sink) {
+			for _, st := range sc.ues {
+				st.mu.Lock()
+				tput, bytes := st.kinds[kThroughput], st.bytes
+				st.mu.Unlock()
+				if tput {
+					out.sample(f, float64(bytes), st.name, "")
 				}
 			}
-		})},
+		}},
+	{name: "qodwatch_probe_value", kind: gauge, labels: []string{"query", "ue"},
+		help: "Last value read by a prometheus probe of the UE.",
+		write: func(sc *scrape, f *family, out sink) {
+			var values []Value
+			for _, st := range sc.ues {
+				st.mu.Lock()
+				values = append(values[:0], st.values...)
+				st.mu.Unlock()
+				for _, v := range values {
+					if !v.At.IsZero() {
+						out.sample(f, v.Value, v.Name, st.name)
+					}
+				}
+			}
+		}},
 	{name: "qodwatch_ue_info", kind: gauge,
 		help: "The UEs being watched, with their address and config labels; join on ue.",
 		write: func(sc *scrape, f *family, out sink) {
@@ -153,16 +182,18 @@ var families = []*family{
 			names = append(names, "ue")
 			slices.Sort(names)
 			values := make([]string, len(names))
-			for i := range sc.ues {
-				u := &sc.ues[i]
+			for _, st := range sc.ues {
+				st.mu.Lock()
+				addr, labels := st.cfg.Addr, st.cfg.Labels // the config's: never written to
+				st.mu.Unlock()
 				for j, n := range names {
 					switch n {
 					case "addr":
-						values[j] = u.addr
+						values[j] = addr
 					case "ue":
-						values[j] = u.name
+						values[j] = st.name
 					default:
-						values[j] = u.labels[n]
+						values[j] = labels[n]
 					}
 				}
 				out.info(f, names, values)
@@ -175,54 +206,40 @@ var families = []*family{
 		}},
 	{name: "qodwatch_window_jitter_seconds", kind: gauge, labels: labelsUE,
 		help:  "RFC 3550 jitter of the UE's round trips.",
-		write: withLatency(func(u *ueFigures) float64 { return u.jitter.Seconds() })},
+		write: withLatency(func(w *winFigures) float64 { return w.jitter.Seconds() })},
 	{name: "qodwatch_window_last_sample_timestamp_seconds", kind: gauge, labels: labelsUE,
-		help: "When the UE's last measurement completed, Unix time.",
-		write: perUE(func(u *ueFigures, f *family, out sink) {
-			if u.last != 0 {
-				out.sample(f, float64(u.last)/1e9, u.name, "")
-			}
-		})},
+		help:  "When the UE's last measurement completed, Unix time.",
+		write: perWindow(func(w *winFigures) (float64, bool) { return float64(w.last) / 1e9, w.last != 0 })},
 	{name: "qodwatch_window_latency_max_seconds", kind: gauge, labels: labelsUE,
 		help:  "Longest round trip in the UE's window.",
-		write: withLatency(func(u *ueFigures) float64 { return u.max.Seconds() })},
+		write: withLatency(func(w *winFigures) float64 { return w.max.Seconds() })},
 	{name: "qodwatch_window_latency_mean_seconds", kind: gauge, labels: labelsUE,
 		help:  "Mean round trip over the UE's window.",
-		write: withLatency(func(u *ueFigures) float64 { return u.mean.Seconds() })},
+		write: withLatency(func(w *winFigures) float64 { return w.mean.Seconds() })},
 	{name: "qodwatch_window_latency_p50_seconds", kind: gauge, labels: labelsUE,
 		help:  "Median round trip over the UE's window.",
-		write: withLatency(func(u *ueFigures) float64 { return u.p50.Seconds() })},
+		write: withLatency(func(w *winFigures) float64 { return w.p50.Seconds() })},
 	{name: "qodwatch_window_latency_p95_seconds", kind: gauge, labels: labelsUE,
 		help:  "95th percentile round trip over the UE's window.",
-		write: withLatency(func(u *ueFigures) float64 { return u.p95.Seconds() })},
+		write: withLatency(func(w *winFigures) float64 { return w.p95.Seconds() })},
 	{name: "qodwatch_window_loss_ratio", kind: gauge, labels: labelsUE,
 		help: "Share of the UE's measurements in the window that got no answer.",
-		write: perUE(func(u *ueFigures, f *family, out sink) {
-			if u.hasLat && u.samples+u.lost > 0 {
-				out.sample(f, u.loss, u.name, "")
+		write: perWindow(func(w *winFigures) (float64, bool) {
+			n := w.samples + w.lost
+			if !w.hasLat || n == 0 {
+				return 0, false
 			}
+			return float64(w.lost) / float64(n), true // as window.stats has it
 		})},
 	{name: "qodwatch_window_lost", kind: gauge, labels: labelsUE,
-		help: "Unanswered measurements in the UE's window.",
-		write: perUE(func(u *ueFigures, f *family, out sink) {
-			if u.hasLat {
-				out.sample(f, float64(u.lost), u.name, "")
-			}
-		})},
+		help:  "Unanswered measurements in the UE's window.",
+		write: perWindow(func(w *winFigures) (float64, bool) { return float64(w.lost), w.hasLat })},
 	{name: "qodwatch_window_samples", kind: gauge, labels: labelsUE,
-		help: "Answered round trips in the UE's window.",
-		write: perUE(func(u *ueFigures, f *family, out sink) {
-			if u.hasLat {
-				out.sample(f, float64(u.samples), u.name, "")
-			}
-		})},
+		help:  "Answered round trips in the UE's window.",
+		write: perWindow(func(w *winFigures) (float64, bool) { return float64(w.samples), w.hasLat })},
 	{name: "qodwatch_window_throughput_bytes_per_second", kind: gauge, labels: labelsUE,
-		help: "Mean throughput of the UE's throughput samples in the window.",
-		write: perUE(func(u *ueFigures, f *family, out sink) {
-			if u.tputSamples > 0 {
-				out.sample(f, u.throughput, u.name, "")
-			}
-		})},
+		help:  "Mean throughput of the UE's throughput samples in the window.",
+		write: perWindow(func(w *winFigures) (float64, bool) { return w.throughput, w.tputSamples > 0 })},
 }
 
 var (
@@ -259,60 +276,53 @@ func sortedIndexes[T any](names []string, conv func(int) T) []T {
 	return out
 }
 
-// perUE makes a family's write from what it emits for one UE.
-func perUE(each func(u *ueFigures, f *family, out sink)) func(*scrape, *family, sink) {
+// perWindow makes a family of one window figure per UE, where ok.
+func perWindow(value func(w *winFigures) (v float64, ok bool)) func(*scrape, *family, sink) {
 	return func(sc *scrape, f *family, out sink) {
-		for i := range sc.ues {
-			each(&sc.ues[i], f, out)
+		for i, st := range sc.ues {
+			if v, ok := value(&sc.win[i]); ok {
+				out.sample(f, v, st.name, "")
+			}
 		}
 	}
 }
 
 // withLatency is a latency figure of the UEs with answers in their window:
 // without answers it is absent, not zero.
-func withLatency(value func(u *ueFigures) float64) func(*scrape, *family, sink) {
-	return perUE(func(u *ueFigures, f *family, out sink) {
-		if u.hasLat && u.samples > 0 {
-			out.sample(f, value(u), u.name, "")
-		}
+func withLatency(value func(w *winFigures) float64) func(*scrape, *family, sink) {
+	return perWindow(func(w *winFigures) (float64, bool) {
+		return value(w), w.hasLat && w.samples > 0
 	})
 }
 
-// scrape is every figure one scrape exports, copied UE by UE under each
-// UE's lock, so the families can be written one after the other.
+// scrape is what one scrape reads: the UEs, and their window figures,
+// computed once per UE since they take a sort. The other figures are read
+// family by family under each UE's lock, so a scrape holds little more
+// than the window figures (72 bytes a UE).
 type scrape struct {
-	ues        []ueFigures // sorted by name
-	hists      []rttHistogram
+	ues        []*ueState   // sorted by name
+	win        []winFigures // the figures of ues[i]'s window
 	infoLabels []string
+	histograms bool
 	errors     [numKinds][numReasons]uint64
 	skipped    [numKinds]uint64
 	dropped    uint64
 }
 
-// ueFigures is what one UE exports.
-type ueFigures struct {
-	name, addr string
-	labels     map[string]string // the config's; never written to
-	values     []Value
-	kinds      [numKinds]bool
-	hasLat     bool
-	hist       [numKinds]int32 // 1 + index in scrape.hists; 0: none
-	sent       [numKinds]uint64
-	received   [numKinds]uint64
-	bytes      uint64
-	status     int
-
-	samples, lost, tputSamples int
-	loss, throughput           float64
+// winFigures is one UE's window as exported.
+type winFigures struct {
+	samples, lost, tputSamples int32
+	hasLat                     bool
 	mean, p50, p95, max        time.Duration
 	jitter                     time.Duration
+	throughput                 float64
 	last                       int64 // UnixNano; 0 if none
 }
 
-// scrape copies the figures of every UE as of now.
+// scrape reads the window of every UE as of now.
 func (m *Monitor) scrape(now time.Time) *scrape {
 	set := m.set.Load()
-	sc := &scrape{ues: make([]ueFigures, len(set.sorted)), infoLabels: set.infoLabels}
+	sc := &scrape{ues: set.sorted, win: make([]winFigures, len(set.sorted)), infoLabels: set.infoLabels, histograms: m.opts.RTTHistogram}
 	for k := range numKinds {
 		for r := range numReasons {
 			sc.errors[k][r] = m.errors[k][r].Load()
@@ -322,36 +332,28 @@ func (m *Monitor) scrape(now time.Time) *scrape {
 	sc.dropped = m.dropped.Load()
 	var s Stats
 	for i, st := range set.sorted {
-		st.figures(now, &sc.ues[i], &s, &sc.hists)
+		st.mu.Lock()
+		s = Stats{}
+		st.win.stats(now, &s)
+		hasLat := st.hasLat
+		st.mu.Unlock()
+		sc.win[i] = winFigures{
+			samples: int32(min(s.Samples, math.MaxInt32)), lost: int32(min(s.Lost, math.MaxInt32)), tputSamples: int32(s.ThroughputSamples),
+			hasLat: hasLat, mean: s.LatencyMean, p50: s.LatencyP50, p95: s.LatencyP95, max: s.LatencyMax, jitter: s.Jitter,
+			throughput: s.Throughput,
+		}
+		if !s.LastSample.IsZero() {
+			sc.win[i].last = s.LastSample.UnixNano()
+		}
 	}
 	return sc
 }
 
-func (st *ueState) figures(now time.Time, u *ueFigures, s *Stats, hists *[]rttHistogram) {
+// counts copies the UE's configured kinds and their counters.
+func (st *ueState) counts() ([numKinds]bool, [numKinds]kindCounters) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	u.name, u.addr, u.labels = st.name, st.cfg.Addr, st.cfg.Labels
-	if len(st.values) > 0 {
-		u.values = slices.Clone(st.values)
-	}
-	u.kinds, u.hasLat = st.kinds, st.hasLat
-	for k := range numKinds {
-		c := &st.counters[k]
-		u.sent[k], u.received[k] = c.sent, c.received
-		if st.hists != nil && st.hists[k] != nil {
-			*hists = append(*hists, *st.hists[k])
-			u.hist[k] = int32(len(*hists))
-		}
-	}
-	u.bytes, u.status = st.bytes, st.status
-	*s = Stats{}
-	st.win.stats(now, s)
-	u.samples, u.lost, u.loss = s.Samples, s.Lost, s.Loss
-	u.mean, u.p50, u.p95, u.max, u.jitter = s.LatencyMean, s.LatencyP50, s.LatencyP95, s.LatencyMax, s.Jitter
-	u.throughput, u.tputSamples = s.Throughput, s.ThroughputSamples
-	if !s.LastSample.IsZero() {
-		u.last = s.LastSample.UnixNano()
-	}
+	return st.kinds, st.counters
 }
 
 // Describe implements prometheus.Collector. The Monitor is an unchecked

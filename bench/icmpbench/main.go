@@ -51,14 +51,15 @@ type figures struct {
 	Mode     string  `json:"mode,omitempty"`
 	Recorder string  `json:"recorder,omitempty"`
 
-	Sent      uint64  `json:"sent"`      // by the prober's own count, during the window
-	OutEchos  uint64  `json:"out_echos"` // kernel Icmp OutEchos (+ Icmp6 OutEchos) delta
-	CPUSecs   float64 `json:"cpu_s"`     // user+system during the window
-	PeakRSS   uint64  `json:"peak_rss"`  // VmHWM bytes
-	Received  uint64  `json:"received"`  // whole run
-	Lost      uint64  `json:"lost"`      // whole run
-	Late      uint64  `json:"late"`      // whole run
-	Delayed   uint64  `json:"delayed"`   // sends > 10 ms behind schedule, whole run
+	Sent      uint64  `json:"sent"`       // by the prober's own count, during the window
+	OutEchos  uint64  `json:"out_echos"`  // kernel Icmp OutEchos (+ Icmp6 OutEchos) delta
+	CPUSecs   float64 `json:"cpu_s"`      // user+system during the window
+	PeakRSS   uint64  `json:"peak_rss"`   // VmHWM bytes
+	Received  uint64  `json:"received"`   // whole run
+	Lost      uint64  `json:"lost"`       // whole run
+	Late      uint64  `json:"late"`       // whole run
+	Delayed   uint64  `json:"delayed"`    // sends > 10 ms behind schedule, whole run (with the scrapes)
+	DelayedIn uint64  `json:"delayed_in"` // the same during the measured time only
 	MaxDelay  float64 `json:"max_delay_ms"`
 	SendCalls uint64  `json:"send_calls"`
 	RecvCalls uint64  `json:"recv_calls"`
@@ -67,6 +68,7 @@ type figures struct {
 	MetricsMs    float64 `json:"metrics_ms"`  // Monitor.MetricsHandler, uncompressed
 	GzipBytes    int     `json:"gzip_bytes"`  // the same page gzipped, as Prometheus asks for it
 	GzipMs       float64 `json:"gzip_ms"`     //
+	ProbeRSS     uint64  `json:"probe_rss"`   // VmHWM at the end of the measured time, before any scrape
 	MonitorRSS   uint64  `json:"monitor_rss"` // VmHWM once a Monitor of the UEs exists and was scraped
 	// RegistryMs is the page through client_golang's registry (the Monitor
 	// registered as a Collector), with -registry; RegistryRSS the VmHWM after.
@@ -181,7 +183,7 @@ func printTable(w io.Writer, rows []figures, fp *figures) {
 		registry = registry || f.RegistryMs > 0
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	header := "prober\tUEs\tsent/s (own)\tsent/s (OutEchos)\tCPU µs/packet\t% of a core\tpeak RSS MiB\treplies matched\tloss %\tsends >10ms late\t/metrics KiB\trender ms\tgzip KiB\tgzip ms\t+monitor RSS MiB\t"
+	header := "prober\tUEs\tsent/s (own)\tsent/s (OutEchos)\tCPU µs/packet\t% of a core\tpeak RSS MiB\treplies matched\tloss %\tsends >10ms late (measured/run)\t/metrics KiB\trender ms\tgzip KiB\tgzip ms\t+monitor RSS MiB\t"
 	if registry {
 		header += "registry ms\tRSS after MiB\t"
 	}
@@ -200,7 +202,7 @@ func printTable(w io.Writer, rows []figures, fp *figures) {
 		}
 		delayed, rss, monRSS := "-", "-", "-"
 		if f.Kind == "qodwatch" {
-			delayed = strconv.FormatUint(f.Delayed, 10)
+			delayed = fmt.Sprintf("%d/%d", f.DelayedIn, f.Delayed)
 			rss = fmt.Sprintf("%.1f", float64(f.PeakRSS)/(1<<20))
 		}
 		if f.MonitorRSS > 0 {
@@ -346,7 +348,9 @@ func runEngine(n int, d time.Duration, recorder string, coalesce time.Duration, 
 	f.OutEchos = echos1 - echos0
 	f.SendCalls = c1.SendCalls - c0.SendCalls
 	f.RecvCalls = c1.RecvCalls - c0.RecvCalls
+	f.DelayedIn = c1.DelayedSends - c0.DelayedSends
 
+	f.ProbeRSS = vmHWM()
 	if mon != nil { // the Monitor the engine recorded into, as the daemon serves it
 		scrape(&f, mon)
 		f.MonitorRSS = vmHWM()
@@ -400,6 +404,7 @@ func writeHeapProfile() error {
 	runtime.ReadMemStats(&ms)
 	fmt.Fprintf(os.Stderr, "heap: alloc %.1f MiB, inuse %.1f MiB, sys %.1f MiB, released %.1f MiB; stacks %.1f MiB; total sys %.1f MiB; %d GCs; VmHWM %.1f MiB\n",
 		mib(ms.HeapAlloc), mib(ms.HeapInuse), mib(ms.HeapSys), mib(ms.HeapReleased), mib(ms.StackSys), mib(ms.Sys), ms.NumGC, mib(vmHWM()))
+	runtime.GC() // the profile is as of the last GC: let it include the scrape
 	pf, err := os.Create(memProfile)
 	if err != nil {
 		return err
