@@ -227,10 +227,16 @@ func printTable(w io.Writer, rows []figures, fp *figures) {
 		fmt.Fprintf(w, "\nCPU per packet sent, qodwatch/fping at %d UEs: %.2f\n", fp.UEs, cpuPerPacket(rows[0])/cpuPerPacket(*fp))
 	}
 	if len(rows) > 0 {
+		rss := "peak RSS: the engine recording into a Monitor, with the scrape"
+		if rows[0].Recorder == "count" {
+			rss = "peak RSS: the engine alone; +monitor RSS: with a Monitor of full windows built and scraped afterwards"
+		}
+		if registry {
+			rss += "; registry ms: the same page through client_golang's registry, after the RSS figures"
+		}
 		fmt.Fprintf(w, "(%.0f s per run; recorder %s; loss = lost/(matched+lost) over the run; packets per second from the prober's count and the kernel's OutEchos;\n"+
-			" /metrics is Monitor.MetricsHandler's page, best of 3, with the Go and process collectors; peak RSS includes the scrape"+
-			"; registry ms = the same page through client_golang's registry, rendered after the RSS figures)\n",
-			rows[0].Seconds, rows[0].Recorder)
+			" /metrics: Monitor.MetricsHandler with the Go and process collectors, scraped over loopback, best of 3; %s)\n",
+			rows[0].Seconds, rows[0].Recorder, rss)
 	}
 }
 
