@@ -65,8 +65,9 @@ const (
 // 1/60 of a window longer than a minute). The ring holds a whole window at
 // the probe's rate and a second to spare, so every figure is exact: counts,
 // loss, mean, max and the quantiles, over the measurements whose slice is
-// within the window. Round trips are kept to the µs, so the latency figures
-// are exact to the µs.
+// within the window. (Probes never measure faster than their rate; if
+// something did, the figures would cover its newest measurements.) Round
+// trips are kept to the µs, so the latency figures are exact to the µs.
 //
 // A rate too high for the ring (more than maxRing measurements a window)
 // adds buckets: one per time slice with counts, sum and max, which keep
