@@ -69,6 +69,9 @@ func newTarget(t *testing.T) *target {
 func (tg *target) bad()  { tg.delay.Store(int64(badLatency)) }
 func (tg *target) good() { tg.delay.Store(int64(goodLatency)) }
 
+// slow makes the target answer after d from now on.
+func (tg *target) slow(d time.Duration) { tg.delay.Store(int64(d)) }
+
 // firstBadReply is when the target first answered late (zero: never).
 func (tg *target) firstBadReply() time.Time {
 	if ns := tg.firstBad.Load(); ns != 0 {
@@ -91,7 +94,8 @@ type spec struct {
 	breachFor    string // its for
 	recover      string // rule "fast" recovery condition (all of)
 	window       string // statistics window
-	interval     string // the http probe's interval (and timeout)
+	interval     string // the http probe's interval
+	timeout      string // and its timeout
 	tick         string // the control loop's full pass
 	duration     string // session duration
 	minSession   string
@@ -130,7 +134,7 @@ func (s *spec) yaml(t *testing.T) string {
 	fmt.Fprintf(&b, "defaults:\n  application_server: {ipv4: 203.0.113.10}\n  window: %s\n  rule: fast\n", s.window)
 	b.WriteString("ues:\n")
 	for _, u := range s.ues {
-		fmt.Fprintf(&b, "  - name: %s\n    ipv4: %s\n    target: 127.0.0.1\n    probes:\n      - http: {url: %q, interval: %s, timeout: 100ms}\n", u.name, u.ipv4, u.url, s.interval)
+		fmt.Fprintf(&b, "  - name: %s\n    ipv4: %s\n    target: 127.0.0.1\n    probes:\n      - http: {url: %q, interval: %s, timeout: %s}\n", u.name, u.ipv4, u.url, s.interval, s.timeout)
 	}
 	fmt.Fprintf(&b, `rules:
   fast:
@@ -205,7 +209,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	dir := t.TempDir()
 	e.spec = spec{
 		apiURL: sim.URL, auth: "{type: none}", pollInterval: "1s", maxRetries: 1,
-		breach: "latency_p50 > 40ms", breachFor: "500ms", recover: "latency_p50 < 20ms", window: "1s", interval: "100ms", tick: "50ms",
+		breach: "latency_p50 > 40ms", breachFor: "500ms", recover: "latency_p50 < 20ms", window: "1s", interval: "100ms", timeout: "100ms", tick: "50ms",
 		duration: "1m", minSession: "0s", cooldown: "1s",
 		stateDir: filepath.Join(dir, "state"), extraFiles: dir,
 	}
