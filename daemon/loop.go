@@ -129,6 +129,7 @@ func (d *Daemon) loop(ctx context.Context) {
 	defer passAt.Stop()
 	var batch []*dirtyFlag // reused across passes
 	var last time.Time     // when the last pass ran
+	d.kick()               // UEs adopted at start are due at once
 	for {
 		select {
 		case <-ctx.Done():
