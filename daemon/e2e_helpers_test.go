@@ -316,7 +316,7 @@ func (r *running) status(ue string) policy.Status {
 // metric reads one counter or gauge of the daemon's registry, 0 if absent.
 func (r *running) metric(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
-	mfs, err := r.d.Registry().Gather()
+	mfs, err := r.d.Gatherer().Gather()
 	if err != nil {
 		t.Fatalf("gather: %v", err)
 	}
