@@ -758,7 +758,11 @@ func TestE2ESessionsMadeByAnotherProcess(t *testing.T) {
 	e.eventually("the hand-made session ended by the daemon", func() bool {
 		return len(e.live()) == 0 && e.tally().deletes == 2
 	})
-	e.eventually("the hand-made session gone from the state file", func() bool { return len(e.state().Sessions) == 0 })
+	// The state file forgets a session just before the policy hears of
+	// its end: wait for both.
+	e.eventually("the hand-made session gone from the state file and the policy", func() bool {
+		return len(e.state().Sessions) == 0 && !r.status("ue-1").HasSession
+	})
 	e.consistently(1500*time.Millisecond, "the ended session not adopted again", func() bool {
 		return !r.status("ue-1").HasSession && e.tally().deletes == 2
 	})
