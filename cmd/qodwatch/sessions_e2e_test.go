@@ -62,6 +62,9 @@ func TestE2ESessionsCLI(t *testing.T) {
 	d.waitState("ue-a", 10*time.Second, "active")
 	holdsFor(t, time.Second, "no POST for a UE holding a hand-made session", func() bool { return r.posts() == 1 })
 	r.ue("ue-a").target.setBad(false)
+	// Its window still holds the losses for a while: ended before the
+	// daemon sees it recover, the UE would rightly get a session of its own.
+	d.waitState("ue-a", 10*time.Second, "recovering")
 
 	if out := cli(0, "sessions", "end", "--ue", "ue-a"); !strings.Contains(out, "ended "+id) {
 		t.Fatalf("sessions end: %q", out)
