@@ -8,11 +8,11 @@ import (
 )
 
 // A breach is decided when the probe that shows it returns, and its `for`
-// fires at exactly since + for, whatever the tick: with a 5 s tick and a
-// probe every second, the POST comes within for + one probe interval (plus
-// slack for a loaded machine) of the moment the UE went bad. Were the UE
-// evaluated only at ticks it would take up to 10 s; only on samples, up to
-// a probe interval more than for after the first bad reply.
+// fires at exactly since + for, whatever the tick. The tick is longer than
+// the test, so only a sample or a due time can decide: were the UE
+// evaluated only at ticks, no POST would come at all; only on samples, it
+// would come up to a probe interval more than for after the first bad
+// reply instead of for after it.
 func TestE2EBreachDecidedOnSampleNotTick(t *testing.T) {
 	t.Parallel()
 	const (
@@ -22,7 +22,7 @@ func TestE2EBreachDecidedOnSampleNotTick(t *testing.T) {
 		slack    = 300 * time.Millisecond
 	)
 	e := newEnv(t, envOptions{})
-	e.spec.tick = "5s"
+	e.spec.tick = "1m"
 	e.spec.interval = interval.String()
 	e.spec.timeout = "900ms" // a loaded machine must not turn the bad reply into a lost one
 	e.spec.window = "3s"
@@ -31,31 +31,32 @@ func TestE2EBreachDecidedOnSampleNotTick(t *testing.T) {
 	e.spec.recover = "latency_max < 100ms"
 	r := e.start(e.spec.parse(t), "")
 	// Good samples first: the breach must be seen by a sample, not by the
-	// window's first fill, nor by a good reply that a loaded machine made
-	// slow (the first one, with its connection set up, can be).
-	e.eventually("only fast samples in the window, and the UE idle", func() bool {
+	// window's first fill. A loaded machine can make a good reply slower
+	// than the threshold (the first one, with its connection set up, most
+	// of all) and the daemon then rightly buys a session: wait until it has
+	// ended it and the window holds fast replies only.
+	e.eventually("only fast samples in the window, the UE idle and holding no session", func() bool {
 		s, ok := r.d.Monitor().Stats("ue-1", time.Now())
-		return ok && s.Samples >= 2 && s.LatencyMax < 100*time.Millisecond && r.status("ue-1").State == policy.StateIdle
+		st := r.status("ue-1")
+		return ok && s.Samples >= 2 && s.LatencyMax < 100*time.Millisecond &&
+			st.State == policy.StateIdle && !st.HasSession && len(e.live()) == 0
 	})
 	if n := r.metric(t, "qodwatch_policy_evaluations_total", "trigger", "sample"); n == 0 {
 		t.Fatal("no evaluation triggered by a sample: the monitor does not report them through Options.Recorded")
 	}
-	if got := e.tally(); got.posts != 0 {
-		t.Fatalf("a POST before the UE went bad (a good reply slower than 150ms?): %s", got)
+	before := e.tally().posts
+	if before != 0 {
+		t.Logf("%d POST before the UE went bad: a good reply slower than 150ms on a loaded machine", before)
 	}
 	wentBad := time.Now()
 	e.ue(1).slow(slow)
-	e.eventually("a POST /sessions", func() bool { return e.tally().posts > 0 })
-	post := e.tally().postTimes[0]
+	e.eventually("a POST /sessions", func() bool { return e.tally().posts > before })
+	post := e.tally().postTimes[before]
 	firstBad := e.ue(1).firstBadReply()
 	if firstBad.IsZero() {
 		t.Fatal("a POST, but the target never answered late")
 	}
 	t.Logf("POST %v after the UE went bad, %v after its first bad reply", post.Sub(wentBad), post.Sub(firstBad))
-	if lag := post.Sub(wentBad); lag > hold+interval+slow+slack {
-		t.Errorf("POST %v after the UE went bad; want at most for %v + probe interval %v + its latency %v + %v",
-			lag, hold, interval, slow, slack)
-	}
 	// The for counts from the sample, and the due time fires it: not a
 	// probe interval later, and never early.
 	if lag := post.Sub(firstBad); lag < hold || lag > hold+slack {
