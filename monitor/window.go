@@ -61,13 +61,16 @@ const (
 // 10,000 UEs must fit in a few MiB (issue 3).
 //
 // Its core is a ring of the most recent measurements, 8 bytes each: the
-// round trip in µs (or "lost") and the time slice it completed in (1 s, or
-// 1/60 of a window longer than a minute). The ring holds a whole window at
-// the probe's rate and a second to spare, so every figure is exact: counts,
-// loss, mean, max and the quantiles, over the measurements whose slice is
-// within the window. (Probes never measure faster than their rate; if
-// something did, the figures would cover its newest measurements.) Round
-// trips are kept to the µs, so the latency figures are exact to the µs.
+// round trip in µs (or "lost") and the time slice it completed in, a 60th
+// of the window. The slices in view cover between 59/60 of the window and
+// all of it at any moment (whole-second slices left a 1 s window holding
+// only what came since the second began, often nothing). The ring holds a
+// whole window at the probe's rate and a second to spare, so every figure
+// is exact: counts, loss, mean, max and the quantiles, over the
+// measurements whose slice is within the window. (Probes never measure
+// faster than their rate; if something did, the figures would cover its
+// newest measurements.) Round trips are kept to the µs, so the latency
+// figures are exact to the µs.
 //
 // A rate too high for the ring (more than maxRing measurements a window)
 // adds buckets: one per time slice with counts, sum and max, which keep
@@ -95,7 +98,8 @@ type window struct {
 }
 
 // entry is one measurement: the time slice it completed in (its low 32
-// bits: they wrap after 136 years) and its round trip in µs, or lost.
+// bits: they wrap after 2 years with the shortest window, 1 s) and its
+// round trip in µs, or lost.
 type entry struct {
 	slice uint32
 	rttUS uint32
@@ -141,15 +145,12 @@ func (w *window) init(span time.Duration, rate float64, tputEvery time.Duration)
 	w.tputSpan = max(int64(span), 2*int64(tputEvery))
 }
 
-// sliceWidth is 1 s, or a 60th of a window longer than a minute; narrower
-// (more buckets) if a bucket would otherwise count more than maxPerBucket
-// at rate per second, but never under 1 s.
+// sliceWidth is a 60th of the window; for a window longer than a minute,
+// narrower (more buckets) if a bucket would otherwise count more than
+// maxPerBucket at rate per second, but never under 1 s.
 func sliceWidth(span int64, rate float64) int64 {
-	w := int64(time.Second)
-	if span > maxBuckets*int64(time.Second) {
-		w = (span + maxBuckets - 1) / maxBuckets
-	}
-	if rate > 0 {
+	w := max((span+maxBuckets-1)/maxBuckets, 1)
+	if rate > 0 && w > int64(time.Second) {
 		if fit := int64(maxPerBucket / rate * float64(time.Second)); fit < w {
 			w = max(fit/int64(time.Second)*int64(time.Second), int64(time.Second))
 		}
@@ -168,7 +169,9 @@ func (w *window) ringSize(rate float64) int {
 	if rate <= 0 {
 		return 0
 	}
-	covered := float64(w.slicesInSpan()*w.width) / float64(time.Second)
+	// To the µs: the few ns a rounded-up slice width adds are no room for
+	// another measurement.
+	covered := math.Round(float64(w.slicesInSpan()*w.width)/1e3) / 1e6
 	return int(max(math.Ceil(rate*covered)+math.Ceil(rate)+1, minRing))
 }
 
@@ -185,10 +188,11 @@ func (w *window) resize(rate float64) {
 	n := w.ringSize(rate)
 	switch {
 	case n > maxRing && w.buckets == nil:
-		// A slice more than the span: a measurement recorded just after a
-		// slice began must not wipe the window of a reader still in the
-		// slice before.
-		w.buckets, w.head = make([]bucket, w.slicesInSpan()+1), noSlice
+		// A second more than the span (at least a slice), as the ring
+		// has: a measurement recorded just after a reader took its time
+		// must not wipe the window of that reader.
+		spare := max((int64(time.Second)+w.width-1)/w.width, 1)
+		w.buckets, w.head = make([]bucket, w.slicesInSpan()+spare), noSlice
 	case n <= maxRing:
 		w.buckets, w.head = nil, noSlice
 	}

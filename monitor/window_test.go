@@ -138,7 +138,7 @@ func TestWindowMemoryIsFixed(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("reading stats allocates %v times", allocs)
 	}
-	// 3 a second over 30 one-second slices, a second to spare, and one.
+	// 3 a second over 30 s of slices, a second to spare, and one.
 	if w.buckets != nil || len(w.ring) != 94 {
 		t.Errorf("%d buckets, ring of %d; want none and 94", len(w.buckets), len(w.ring))
 	}
@@ -146,7 +146,8 @@ func TestWindowMemoryIsFixed(t *testing.T) {
 
 // TestWindowMatchesReference drives a window with a random series (5%
 // lost, RTTs from 100 µs to 2 s) and checks every figure against a plain
-// computation over all samples in the window's seconds: with the ring alone
+// computation over all samples in the window's 60 half-second slices (the
+// current one and the 59 before): with the ring alone
 // (3 a second) and with buckets (30 a second).
 func TestWindowMatchesReference(t *testing.T) {
 	t.Run("ring", func(t *testing.T) { testWindowMatchesReference(t, 3) })
@@ -169,14 +170,15 @@ func testWindowMatchesReference(t *testing.T, rate float64) {
 	var all []rec
 	check := func(now time.Time) {
 		t.Helper()
-		cur := now.Unix()
+		const slice = int64(500 * time.Millisecond)
+		cur := now.UnixNano() / slice
 		var rtts []time.Duration
 		lost := 0
 		var sum, mx time.Duration
 		for i := len(all) - 1; i >= 0; i-- { // all is in time order
 			r := all[i]
-			e := r.at.Unix()
-			if e < cur-29 {
+			e := r.at.UnixNano() / slice
+			if e < cur-59 {
 				break
 			}
 			if e > cur {
@@ -272,8 +274,8 @@ func TestWindowWithBuckets(t *testing.T) {
 	// 100 a second over 30 s is more than the ring holds: the buckets keep
 	// the counts, mean and max; the quantiles cover the newest 1024.
 	w := newWindow(30*time.Second, 100, 0)
-	if len(w.buckets) != 31 || len(w.ring) != maxRing {
-		t.Fatalf("%d buckets, ring of %d; want 31 and %d", len(w.buckets), len(w.ring), maxRing)
+	if len(w.buckets) != 62 || len(w.ring) != maxRing {
+		t.Fatalf("%d buckets, ring of %d; want 62 and %d", len(w.buckets), len(w.ring), maxRing)
 	}
 	for i := range 4000 { // 40 s
 		at := at(time.Duration(i) * 10 * time.Millisecond).UnixNano()
@@ -284,7 +286,7 @@ func TestWindowWithBuckets(t *testing.T) {
 		w.addRTT(at, ms(float64(1+i%100)))
 	}
 	var s Stats
-	w.stats(at(39*time.Second+999*time.Millisecond), &s) // slices 10..39
+	w.stats(at(39*time.Second+999*time.Millisecond), &s) // 10 s .. 39.999 s
 	if s.Samples != 2700 || s.Lost != 300 || s.Loss != 0.1 {
 		t.Fatalf("samples/lost/loss = %d/%d/%v, want 2700/300/0.1", s.Samples, s.Lost, s.Loss)
 	}
@@ -301,14 +303,16 @@ func TestSliceWidth(t *testing.T) {
 		rate float64
 		want time.Duration
 	}{
-		{30 * time.Second, 3, time.Second},
-		{30 * time.Second, 0, time.Second},
+		{30 * time.Second, 3, 500 * time.Millisecond},
+		{30 * time.Second, 0, 500 * time.Millisecond},
+		{time.Second, 10, 16666667}, // rounded up: 60 slices cover the window
 		{2 * time.Minute, 1, 2 * time.Second},
 		{time.Hour, 100, time.Minute},
 		// 10,000 a second (the config's most) would count 600,000 in a
 		// minute: 6 s buckets count 60,000.
 		{time.Hour, 10000, 6 * time.Second},
-		{30 * time.Second, 1e6, time.Second}, // never under 1 s: the counts saturate
+		{30 * time.Second, 1e6, 500 * time.Millisecond}, // never under a 60th: the counts saturate
+		{time.Hour, 1e6, time.Second},                   // nor under 1 s
 	} {
 		if got := time.Duration(sliceWidth(int64(c.span), c.rate)); got != c.want {
 			t.Errorf("sliceWidth(%v, %v/s) = %v, want %v", c.span, c.rate, got, c.want)
@@ -332,5 +336,37 @@ func TestWindowRateBeyondItsBuckets(t *testing.T) {
 	// limit rather than wrap.
 	if s.Samples != maxPerBucket || s.LatencyMax != ms(2) || s.LatencyMean != ms(2) {
 		t.Errorf("samples %d, max %v, mean %v; want %d of 2ms", s.Samples, s.LatencyMax, s.LatencyMean, maxPerBucket)
+	}
+}
+
+// TestShortWindowSlides: a window of a second covers the last second at
+// any moment, not the calendar second begun: just after a second began it
+// still holds the measurements of the one before, and never more than the
+// window's length.
+func TestShortWindowSlides(t *testing.T) {
+	for _, rate := range []float64{10, 1000} { // the ring alone; with buckets
+		w := newWindow(time.Second, rate, 0)
+		if (w.buckets != nil) != (rate > 10) {
+			t.Fatalf("%d buckets at %v a second", len(w.buckets), rate)
+		}
+		for i := 1; i <= 9; i++ { // 0.1 s .. 0.9 s
+			w.addRTT(at(time.Duration(i)*100*time.Millisecond).UnixNano(), ms(float64(i)))
+		}
+		for _, c := range []struct {
+			now       time.Duration
+			samples   int
+			p50, maxi time.Duration
+		}{
+			{1050 * time.Millisecond, 9, ms(5), ms(9)}, // (0.05 s, 1.05 s]
+			{1500 * time.Millisecond, 4, ms(7), ms(9)}, // (0.5 s, 1.5 s]: 0.6 .. 0.9
+			{1950 * time.Millisecond, 0, 0, 0},         // (0.95 s, 1.95 s]
+		} {
+			var s Stats
+			w.stats(at(c.now), &s)
+			if s.Samples != c.samples || s.LatencyP50 != c.p50 || s.LatencyMax != c.maxi {
+				t.Errorf("%v a second, at %v: samples %d, p50 %v, max %v; want %d, %v, %v",
+					rate, c.now, s.Samples, s.LatencyP50, s.LatencyMax, c.samples, c.p50, c.maxi)
+			}
+		}
 	}
 }
