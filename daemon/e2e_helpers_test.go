@@ -84,6 +84,7 @@ func (tg *target) firstBadReply() time.Time {
 type spec struct {
 	apiURL       string
 	auth         string // YAML flow mapping for api.auth
+	apiTimeout   string
 	pollInterval string
 	maxRetries   int
 	notifyURL    string // public_url; "" disables notifications
@@ -117,8 +118,8 @@ type ueSpec struct {
 func (s *spec) yaml(t *testing.T) string {
 	var b strings.Builder
 	if s.apiURL != "" {
-		fmt.Fprintf(&b, "api:\n  base_url: %q\n  dialect: devedge\n  auth: %s\n  timeout: 2s\n  poll_interval: %s\n  max_retries: %d\n",
-			s.apiURL, s.auth, s.pollInterval, s.maxRetries)
+		fmt.Fprintf(&b, "api:\n  base_url: %q\n  dialect: devedge\n  auth: %s\n  timeout: %s\n  poll_interval: %s\n  max_retries: %d\n",
+			s.apiURL, s.auth, s.apiTimeout, s.pollInterval, s.maxRetries)
 	}
 	if s.notifyURL != "" {
 		fmt.Fprintf(&b, "notifications:\n  public_url: %q\n  listen: %q\n", s.notifyURL, s.notifyListen)
@@ -208,7 +209,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e := &env{t: t, sim: sim, simSkew: o.simSkew, targets: map[string]*target{}, logs: &syncBuffer{}}
 	dir := t.TempDir()
 	e.spec = spec{
-		apiURL: sim.URL, auth: "{type: none}", pollInterval: "1s", maxRetries: 1,
+		apiURL: sim.URL, auth: "{type: none}", apiTimeout: "2s", pollInterval: "1s", maxRetries: 1,
 		breach: "latency_p50 > 40ms", breachFor: "500ms", recover: "latency_p50 < 20ms", window: "1s", interval: "100ms", timeout: "100ms", tick: "50ms",
 		duration: "1m", minSession: "0s", cooldown: "1s",
 		stateDir: filepath.Join(dir, "state"), extraFiles: dir,

@@ -665,13 +665,20 @@ func TestE2ETerminationOvertakesCreateAnswer(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{notify: true})
 	e.spec.pollInterval = "1h"
+	// The delay gives the test time to end the session and see the
+	// notification delivered while the create waits for its answer; the
+	// timeout is far beyond it, so a loaded machine does not turn the late
+	// answer into a lost one.
+	e.spec.apiTimeout = "10s"
 	r := e.start(e.spec.parse(t), "")
-	e.sim.SetFaults(qodsim.Faults{Latency: 1500 * time.Millisecond})
+	e.sim.SetFaults(qodsim.Faults{Latency: 2 * time.Second})
 	e.ue(1).bad()
 	e.eventually("the session made, its answer delayed", func() bool {
 		return len(e.live()) == 1 && r.status("ue-1").State == policy.StateRequesting
 	})
-	e.sim.SetFaults(qodsim.Faults{})
+	// The faults stay until the answer is in: the simulator reads the
+	// delay after it made the session, so clearing it now could answer at
+	// once.
 	id := e.live()[0].ID
 	if err := e.sim.Terminate(id); err != nil {
 		t.Fatal(err)
@@ -687,6 +694,7 @@ func TestE2ETerminationOvertakesCreateAnswer(t *testing.T) {
 		st := r.status("ue-1")
 		return st.State == policy.StateCooldown && !st.HasSession
 	})
+	e.sim.SetFaults(qodsim.Faults{})
 	if n := r.metric(t, "qodwatch_sessions_ended_total", "reason", "terminated"); n != 1 {
 		t.Fatalf("qodwatch_sessions_ended_total{reason=terminated} = %v, want 1", n)
 	}
