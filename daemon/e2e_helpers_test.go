@@ -537,13 +537,18 @@ func (e *env) waitSession(r *running, ue string) string {
 	return id
 }
 
-// waitNoSession waits until the UE holds no session and the simulator has
-// none live.
+// waitNoSession waits until the UE holds no session, is not about to
+// (a renewal between its DELETE and its POST holds none for a moment), and
+// the simulator has none live.
 func (e *env) waitNoSession(r *running, ue string) {
 	e.t.Helper()
 	e.eventually(ue+" holding no session", func() bool {
 		st := r.status(ue)
-		return !st.HasSession && st.State != policy.StateReleasing && st.State != policy.StateRequesting && len(e.live()) == 0
+		switch st.State {
+		case policy.StateReleasing, policy.StateRequesting, policy.StateRenewing:
+			return false
+		}
+		return !st.HasSession && len(e.live()) == 0
 	})
 }
 
