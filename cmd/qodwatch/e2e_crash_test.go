@@ -144,7 +144,11 @@ func TestE2EKill9(t *testing.T) {
 	// while the intent lasts; the session runs out at the operator.
 	t.Run("after-create", func(t *testing.T) {
 		t.Parallel()
-		r := newRig(t, rigOptions{Duration: "4s"})
+		// The lost session must outlast the bad spell and the second of
+		// window that remembers it: ending while the UE still looks bad,
+		// it would rightly be followed by a new POST. A loaded machine
+		// takes seconds to restart the daemon and run the CLI.
+		r := newRig(t, rigOptions{Duration: "8s"})
 		first := r.start("first", failpoint("after-create"))
 		r.ue("ue-a").target.setBad(true)
 		crashed(t, first)
