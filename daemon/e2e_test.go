@@ -538,7 +538,9 @@ func TestE2EDryRun(t *testing.T) {
 func TestE2ERenew(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{notify: true})
-	e.spec.duration = "2s"
+	// Renewed 2s before expiry (half the length): a loaded machine took
+	// a second over a DELETE, which must still come before the expiry.
+	e.spec.duration = "4s"
 	e.spec.cooldown = "1m" // a renewal must not wait for it
 	r := e.start(e.spec.parse(t), "")
 	e.ue(1).bad()
