@@ -587,7 +587,7 @@ func TestE2EOperatorClockSkew(t *testing.T) {
 		t.Run(skew.String(), func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, envOptions{simSkew: skew})
-			e.spec.duration = "3s"
+			e.spec.duration = "4s" // renewed 2s before its end: room for a slow DELETE
 			e.spec.cooldown = "1m"
 			r := e.start(e.spec.parse(t), "")
 			e.ue(1).bad()
