@@ -185,12 +185,7 @@ func (s *Simulator) Notifications() []Notification {
 // withdraws it, and sends SESSION_TERMINATED. It returns an error wrapping
 // ErrSessionNotFound for an unknown or ended session.
 func (s *Simulator) Terminate(id string) error {
-	s.mu.Lock()
-	sess, ok := s.sessions[id]
-	if ok {
-		s.removeLocked(sess)
-	}
-	s.mu.Unlock()
+	sess, ok := s.take(id)
 	if !ok {
 		return fmt.Errorf("terminate session %q: %w", id, ErrSessionNotFound)
 	}
@@ -659,12 +654,7 @@ func (s *Simulator) get(id string) *reply {
 }
 
 func (s *Simulator) delete(id string) *reply {
-	s.mu.Lock()
-	sess, ok := s.sessions[id]
-	if ok {
-		s.removeLocked(sess)
-	}
-	s.mu.Unlock()
+	_, ok := s.take(id)
 	if !ok {
 		return errorReply(http.StatusNotFound, "Session Id does not exist")
 	}
@@ -702,4 +692,16 @@ func (s *Simulator) WaitNotifications(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("wait for notification deliveries: %w", ctx.Err())
 	}
+}
+
+// take removes the live session id and returns it; ok is false when there
+// is none. Terminate and DELETE end a session the same way.
+func (s *Simulator) take(id string) (*Session, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess, ok := s.sessions[id]
+	if ok {
+		s.removeLocked(sess)
+	}
+	return sess, ok
 }
