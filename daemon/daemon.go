@@ -81,6 +81,7 @@ type Daemon struct {
 	metrics *metrics
 	mon     *monitor.Monitor
 	store   *StateFile // nil in dry-run mode without a state dir
+	dirLock *StateDirLock
 
 	reloadMu sync.Mutex
 	icmpMu   sync.Mutex
@@ -111,6 +112,7 @@ type Daemon struct {
 	dueNames    []string
 	obsProm     map[string]map[string]policy.PromSample
 	dryRunSeq   int
+	abortErr    error // why the daemon is stopping on a failure; sessions are then kept
 
 	ops    *opTracker
 	opsCtx context.Context // API calls; outlives the run context by the grace period
@@ -157,14 +159,28 @@ func New(opts Options) (*Daemon, error) {
 	d.dirty.setUEs(ueNames(cfg))
 	d.opsCtx, d.stopOp = context.WithCancel(context.Background())
 	if cfg.StateDir != "" {
+		// First of all: a second daemon on this state directory must stop
+		// here, before it reads, writes or ends anything of the first one's.
+		lock, err := LockStateDir(cfg.StateDir)
+		if err != nil {
+			return nil, err
+		}
+		d.dirLock = lock
 		st, err := OpenStateFile(cfg.StateDir)
 		if err != nil {
+			lock.Release()
 			return nil, err
 		}
 		d.store = st
 	} else if !cfg.DryRun {
 		return nil, errors.New("daemon: state_dir is required unless dry_run is set")
 	}
+	ok := false
+	defer func() {
+		if !ok {
+			d.dirLock.Release()
+		}
+	}()
 	if d.api == nil && !cfg.DryRun {
 		c, err := NewClient(cfg.API)
 		if err != nil {
@@ -212,8 +228,13 @@ func New(opts Options) (*Daemon, error) {
 	if err := d.loadNotifyToken(); err != nil {
 		return nil, err
 	}
+	ok = true
 	return d, nil
 }
+
+// Close releases the state directory of a daemon that will not Run (its
+// start failed after New). Run releases it itself when it returns.
+func (d *Daemon) Close() { d.dirLock.Release() }
 
 // Registry is where the daemon's own metrics are registered; /metrics
 // serves it together with the monitor's.
@@ -302,6 +323,7 @@ func randomToken() string {
 // Run probes, decides and acts until ctx ends, then shuts down: it waits for
 // calls in flight and, with release_on_shutdown, ends every session held.
 func (d *Daemon) Run(ctx context.Context) error {
+	defer d.dirLock.Release()
 	d.mu.Lock()
 	d.icmpMu.Lock()
 	d.runCtx = ctx // read by reloads, which may come at any time
@@ -321,7 +343,25 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.Unlock()
 	d.loop(ctx)
 	<-monDone
-	return d.shutdown()
+	if err := d.shutdown(); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.abortErr
+}
+
+// Abort marks the run as failed (a server it needs stopped): the caller
+// then ends Run's context. Run keeps every session, release_on_shutdown
+// or not, and returns err: a daemon that failed ends nothing it may not
+// own, and the restart its supervisor makes (Restart=on-failure) adopts
+// them.
+func (d *Daemon) Abort(err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.abortErr == nil {
+		d.abortErr = err
+	}
 }
 
 func (d *Daemon) setICMPTargets(ts []monitor.ICMPTarget) {
@@ -650,7 +690,8 @@ func (d *Daemon) shutdown() error {
 	defer d.ops.finish()
 	d.ops.wait()
 	d.mu.Lock()
-	release := d.cfg.Guards.ReleaseOnShutdown && !d.cfg.DryRun
+	aborted := d.abortErr != nil
+	release := d.cfg.Guards.ReleaseOnShutdown && !d.cfg.DryRun && !aborted
 	var held []policy.Status
 	for _, st := range d.engine.Statuses(nil) {
 		if st.HasSession {
@@ -659,7 +700,9 @@ func (d *Daemon) shutdown() error {
 	}
 	d.mu.Unlock()
 	if !release || len(held) == 0 {
-		if len(held) > 0 {
+		if len(held) > 0 && aborted {
+			d.log.Warn("stopping after a failure; sessions kept, not released, and adopted at the next start", "sessions", len(held))
+		} else if len(held) > 0 {
 			d.log.Info("stopping; sessions kept and adopted at the next start", "sessions", len(held))
 		}
 		return nil

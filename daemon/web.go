@@ -1,16 +1,10 @@
 package daemon
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"html/template"
-	"log/slog"
-	"net"
 	"net/http"
 	"time"
-
-	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/qodwatch/qodwatch/policy"
 )
@@ -45,63 +39,6 @@ func (d *Daemon) Handler() http.Handler {
 		}
 	})
 	return mux
-}
-
-// ServeWeb serves Handler on the configured address until ctx ends, with
-// TLS and basic auth from web.config_file (exporter-toolkit).
-func (d *Daemon) ServeWeb(ctx context.Context, listen, webConfigFile string) error {
-	return serve(ctx, listen, webConfigFile, d.Handler(), d.log)
-}
-
-// ServeNotifications serves the notification receiver at
-// /notifications (and under any prefix, since the public URL's path is
-// what a proxy in front decides) until ctx ends.
-func (d *Daemon) ServeNotifications(ctx context.Context, listen string) error {
-	rcv := d.NotificationReceiver()
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/notifications" && !hasSuffix(r.URL.Path, "/notifications") {
-			http.NotFound(w, r)
-			return
-		}
-		rcv.ServeHTTP(w, r)
-	})
-	return serve(ctx, listen, "", mux, d.log)
-}
-
-func hasSuffix(s, suffix string) bool {
-	return len(s) >= len(suffix) && s[len(s)-len(suffix):] == suffix
-}
-
-func serve(ctx context.Context, listen, webConfigFile string, h http.Handler, log *slog.Logger) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() {
-		if webConfigFile == "" {
-			ln, err := net.Listen("tcp", listen)
-			if err != nil {
-				errc <- err
-				return
-			}
-			errc <- srv.Serve(ln)
-			return
-		}
-		addrs := []string{listen}
-		systemd := false
-		errc <- web.ListenAndServe(srv, &web.FlagConfig{WebListenAddresses: &addrs, WebSystemdSocket: &systemd, WebConfigFile: &webConfigFile}, log)
-	}()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	}
 }
 
 type ueView struct {

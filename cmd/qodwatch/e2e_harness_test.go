@@ -136,6 +136,8 @@ type rigOptions struct {
 	Duration   string // rule duration, default 60s
 	MinSession string // default 0s
 	Cooldown   string // default 0s
+	// KeepOnShutdown turns release_on_shutdown off.
+	KeepOnShutdown bool
 }
 
 type rigUE struct {
@@ -249,7 +251,7 @@ guards:
   min_session: {{.MinSession}}
   cooldown: {{.Cooldown}}
   renew_before: 1s
-  release_on_shutdown: true
+  release_on_shutdown: {{not .KeepOnShutdown}}
 state_dir: {{.StateDir}}
 tick: 50ms
 `))
@@ -257,6 +259,7 @@ tick: 50ms
 type configData struct {
 	API, Notify, Web, StateDir     string
 	Duration, MinSession, Cooldown string
+	KeepOnShutdown                 bool
 	UEs                            []*rigUE
 }
 
@@ -264,7 +267,7 @@ func (r *rig) config() configData {
 	return configData{
 		API: r.sim.URL, Notify: r.notifyAddr, Web: r.webAddr, StateDir: r.stateDir,
 		Duration: r.opts.Duration, MinSession: r.opts.MinSession, Cooldown: r.opts.Cooldown,
-		UEs: r.ues,
+		KeepOnShutdown: r.opts.KeepOnShutdown, UEs: r.ues,
 	}
 }
 
@@ -323,7 +326,13 @@ func (r *rig) start(name string, env ...string) *proc {
 
 func (r *rig) startNoWait(name string, env ...string) *proc {
 	r.t.Helper()
-	cmd := exec.Command(r.bin, "run", "--config.file", r.cfgFile)
+	return r.startFile(name, r.cfgFile, env...)
+}
+
+// startFile runs `qodwatch run` on another config file without waiting.
+func (r *rig) startFile(name, cfgFile string, env ...string) *proc {
+	r.t.Helper()
+	cmd := exec.Command(r.bin, "run", "--config.file", cfgFile)
 	cmd.Env = append(cleanEnv(), env...)
 	p := &proc{r: r, name: name, cmd: cmd, out: &logBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -43,8 +44,19 @@ func cmdRun(args []string, stderr io.Writer) int {
 		cfg.Web.Listen = *webListen
 	}
 	log := newLogger(stderr, cfg.Log)
+	// New takes the state directory's lock first: a second daemon on it
+	// stops here, naming the holder, before it touches any session.
 	d, err := daemon.New(daemon.Options{Config: cfg, ConfigFile: *file, Logger: log})
 	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	// Everything that can still fail at the start fails here, before Run
+	// adopts the stored sessions: a daemon that cannot start must not end
+	// sessions it did not open (release_on_shutdown).
+	webLn, notifyLn, err := listenAll(cfg)
+	if err != nil {
+		d.Close()
 		log.Error("cannot start", "err", err)
 		return 1
 	}
@@ -75,12 +87,12 @@ func cmdRun(args []string, stderr io.Writer) int {
 			}
 		}()
 	}
-	if cfg.Web.Listen != "" {
-		serve("web", func(ctx context.Context) error { return d.ServeWeb(ctx, cfg.Web.Listen, cfg.Web.ConfigFile) })
+	if webLn != nil {
+		serve("web", func(ctx context.Context) error { return d.ServeWebOn(ctx, webLn, cfg.Web.ConfigFile) })
 		log.Info("web server", "listen", cfg.Web.Listen)
 	}
-	if cfg.Notifications.Enabled() {
-		serve("notifications", func(ctx context.Context) error { return d.ServeNotifications(ctx, cfg.Notifications.Listen) })
+	if notifyLn != nil {
+		serve("notifications", func(ctx context.Context) error { return d.ServeNotificationsOn(ctx, notifyLn) })
 		log.Info("notification receiver", "listen", cfg.Notifications.Listen, "public_url", cfg.Notifications.PublicURL)
 	}
 	runCtx, cancelRun := context.WithCancel(ctx)
@@ -89,6 +101,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		select {
 		case err := <-serveErr:
 			log.Error("server failed; stopping", "err", err)
+			d.Abort(err)
 			cancelRun()
 		case <-runCtx.Done():
 		}
@@ -102,6 +115,28 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// listenAll validates the web config file and binds the web and
+// notification addresses; nil listeners for servers not configured.
+func listenAll(cfg *config.Config) (web, notify net.Listener, err error) {
+	if cfg.Web.Listen != "" {
+		if err := daemon.ValidateWebConfig(cfg.Web.ConfigFile); err != nil {
+			return nil, nil, err
+		}
+		if web, err = daemon.Listen(cfg.Web.Listen); err != nil {
+			return nil, nil, fmt.Errorf("web.listen: %w", err)
+		}
+	}
+	if cfg.Notifications.Enabled() {
+		if notify, err = daemon.Listen(cfg.Notifications.Listen); err != nil {
+			if web != nil {
+				web.Close()
+			}
+			return nil, nil, fmt.Errorf("notifications.listen: %w", err)
+		}
+	}
+	return web, notify, nil
 }
 
 func printConfigError(w io.Writer, file string, err error) {
