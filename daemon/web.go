@@ -45,7 +45,7 @@ type ueView struct {
 	UE        string    `json:"ue"`
 	Rule      string    `json:"rule"`
 	State     string    `json:"state"`
-	Since     time.Time `json:"since"`
+	Since     time.Time `json:"since,omitzero"`
 	SessionID string    `json:"session_id,omitempty"`
 	QoS       string    `json:"qos,omitempty"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
@@ -53,6 +53,19 @@ type ueView struct {
 	Decision  string    `json:"last_decision,omitempty"`
 	Reason    string    `json:"reason,omitempty"`
 	DecidedAt time.Time `json:"decided_at,omitzero"`
+	// Failing are the probes of the UE that cannot measure now.
+	Failing []probeFailureView `json:"failing,omitempty"`
+}
+
+// probeFailureView is one failing probe: "tcp: connection refused since 09:14".
+type probeFailureView struct {
+	Probe  string    `json:"probe"`
+	Reason string    `json:"reason"` // bounded, as on qodwatch_probe_errors_total
+	Text   string    `json:"text"`   // the reason for people
+	Error  string    `json:"error"`  // the latest error
+	Since  time.Time `json:"since"`
+	Last   time.Time `json:"last"`
+	Errors uint64    `json:"errors"` // in this run of errors
 }
 
 type statusView struct {
@@ -85,6 +98,9 @@ func (d *Daemon) statusView() statusView {
 		if st.Last.Kind != policy.None {
 			u.Decision, u.Reason, u.DecidedAt = st.Last.Kind.String(), st.Last.Reason, st.Last.At
 		}
+		for _, f := range d.mon.Failures(st.UE) {
+			u.Failing = append(u.Failing, probeFailureView{Probe: f.Probe, Reason: f.Reason, Text: f.Text, Error: f.Err, Since: f.Since, Last: f.Last, Errors: f.Errors})
+		}
 		v.UEs = append(v.UEs, u)
 	}
 	return v
@@ -97,13 +113,14 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 		}
 		return t.UTC().Format("2006-01-02 15:04:05Z")
 	},
+	"hm": func(t time.Time) string { return t.UTC().Format("15:04") },
 }).Parse(`<!doctype html>
 <html><head><meta charset="utf-8"><title>qodwatch</title>
 <style>body{font-family:system-ui,sans-serif;margin:1.5em}table{border-collapse:collapse}td,th{border-bottom:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top}th{background:#f4f4f4}.active,.recovering,.renewing{color:#0a6}.pending,.requesting,.uncertain,.backoff{color:#b60}.failed{color:#c00}</style>
 </head><body>
 <h1>qodwatch</h1>
 <p>{{.Version}}{{if .DryRun}} — <b>dry run</b>: no session is bought{{end}} · sessions {{.Sessions}}{{if .MaxSessions}} of {{.MaxSessions}}{{end}} · budget used today {{.BudgetUsed}} of {{.Budget}} · <a href="/metrics">metrics</a> · <a href="/status.json">json</a></p>
-<table><tr><th>UE</th><th>rule</th><th>state</th><th>since</th><th>session</th><th>waiting for</th><th>last decision</th></tr>
-{{range .UEs}}<tr><td>{{.UE}}</td><td>{{.Rule}}</td><td class="{{.State}}">{{.State}}</td><td>{{ts .Since}}</td><td>{{if .SessionID}}{{.QoS}} {{.SessionID}}<br>until {{ts .ExpiresAt}}{{end}}</td><td>{{.Waiting}}</td><td>{{if .Decision}}{{.Decision}} at {{ts .DecidedAt}}: {{.Reason}}{{end}}</td></tr>
+<table><tr><th>UE</th><th>rule</th><th>state</th><th>since</th><th>session</th><th>waiting for</th><th>probes failing</th><th>last decision</th></tr>
+{{range .UEs}}<tr><td>{{.UE}}</td><td>{{.Rule}}</td><td class="{{.State}}">{{.State}}</td><td>{{ts .Since}}</td><td>{{if .SessionID}}{{.QoS}} {{.SessionID}}<br>until {{ts .ExpiresAt}}{{end}}</td><td>{{.Waiting}}</td><td>{{range .Failing}}<span class="failed" title="{{.Error}}">{{.Probe}}: {{.Text}} since {{hm .Since}}</span><br>{{end}}</td><td>{{if .Decision}}{{.Decision}} at {{ts .DecidedAt}}: {{.Reason}}{{end}}</td></tr>
 {{end}}</table></body></html>
 `))

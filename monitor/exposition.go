@@ -170,6 +170,20 @@ func (t *textWriter) sample(f *family, v float64, l0, l1 string) {
 	t.flush(append(b, '\n'))
 }
 
+func (t *textWriter) sample3(f *family, v float64, l0, l1, l2 string) {
+	t.begin(f)
+	b := append(t.buf[:0], f.name...)
+	b = append(b, '{')
+	b = appendLabel(b, f.labels[0], l0)
+	b = append(b, ',')
+	b = appendLabel(b, f.labels[1], l1)
+	b = append(b, ',')
+	b = appendLabel(b, f.labels[2], l2)
+	b = append(b, '}', ' ')
+	b = appendValue(b, v)
+	t.flush(append(b, '\n'))
+}
+
 func (t *textWriter) histogram(f *family, h *rttHistogram, l0, l1 string) {
 	t.begin(f)
 	labels := func(b []byte, suffix string) []byte {

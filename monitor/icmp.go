@@ -155,8 +155,14 @@ func (m *Monitor) icmpTargets(ctx context.Context) []ICMPTarget {
 			if ctx.Err() != nil {
 				return nil
 			}
-			m.errors[kICMP][reasonResolve].Add(1)
-			m.log.Warn("icmp target left out", "ue", st.name, "err", err)
+			// Counted and logged (rate-limited) as the UE's icmp error;
+			// the target is left out until the name resolves.
+			st.mu.Lock()
+			logf := m.recordError(st, kICMP, withReason(reasonResolve, fmt.Errorf("icmp target left out: %w", err)), m.clock.Now().UnixNano())
+			st.mu.Unlock()
+			if logf != nil {
+				logf()
+			}
 			continue
 		}
 		targets = append(targets, ICMPTarget{

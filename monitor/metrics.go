@@ -59,6 +59,8 @@ func (k familyKind) String() string { return [...]string{"gauge", "counter", "hi
 // of family.labels; l1 is unused by families with fewer than two labels.
 type sink interface {
 	sample(f *family, v float64, l0, l1 string)
+	// sample3 is sample for the families with three labels.
+	sample3(f *family, v float64, l0, l1, l2 string)
 	histogram(f *family, h *rttHistogram, l0, l1 string)
 	// info is qodwatch_ue_info, whose label names follow the config.
 	info(f *family, names, values []string)
@@ -71,12 +73,55 @@ var families = []*family{
 		write: func(sc *scrape, f *family, out sink) {
 			out.sample(f, float64(sc.dropped), "", "")
 		}},
-	{name: "qodwatch_probe_errors_total", kind: counter, labels: []string{"probe", "reason"},
-		help: "Probe runs that could not measure at all, by probe kind and reason.",
+	{name: "qodwatch_probe_errors_total", kind: counter, labels: []string{"probe", "reason", "ue"},
+		help: "Probe runs that could not measure at all, per UE, probe kind and reason; a series appears with its first error.",
 		write: func(sc *scrape, f *family, out sink) {
-			for _, k := range kindsByName {
-				for _, r := range reasonsByName {
-					out.sample(f, float64(sc.errors[k][r]), kindNames[k], reasonNames[r])
+			// Only UEs that ever failed, and only the reasons seen: one
+			// series per UE, kind and reason would make a healthy fleet's
+			// /metrics ten times longer.
+			var c [numKinds][numReasons]uint64
+			for _, st := range sc.ues {
+				st.mu.Lock()
+				ok := st.errs != nil
+				if ok {
+					c = st.errs.counts
+				}
+				st.mu.Unlock()
+				if !ok {
+					continue
+				}
+				for _, k := range kindsByName {
+					for _, r := range reasonsByName {
+						if c[k][r] > 0 {
+							out.sample3(f, float64(c[k][r]), kindNames[k], reasonNames[r], st.name)
+						}
+					}
+				}
+			}
+		}},
+	{name: "qodwatch_probe_failing_since_timestamp_seconds", kind: gauge, labels: labelsProbeUE,
+		help: "When the current run of errors of the UE's probe began, Unix time; absent while the probe measures.",
+		write: func(sc *scrape, f *family, out sink) {
+			var since [numKinds]int64
+			for _, st := range sc.ues {
+				st.mu.Lock()
+				ok := st.errs != nil
+				if ok {
+					for k := range numKinds {
+						since[k] = 0
+						if st.kinds[k] {
+							since[k] = st.errs.cur[k].since
+						}
+					}
+				}
+				st.mu.Unlock()
+				if !ok {
+					continue
+				}
+				for _, k := range kindsByName {
+					if since[k] != 0 {
+						out.sample(f, float64(since[k])/1e9, kindNames[k], st.name)
+					}
 				}
 			}
 		}},
@@ -304,7 +349,6 @@ type scrape struct {
 	win        []winFigures // the figures of ues[i]'s window
 	infoLabels []string
 	histograms bool
-	errors     [numKinds][numReasons]uint64
 	skipped    [numKinds]uint64
 	dropped    uint64
 }
@@ -324,9 +368,6 @@ func (m *Monitor) scrape(now time.Time) *scrape {
 	set := m.set.Load()
 	sc := &scrape{ues: set.sorted, win: make([]winFigures, len(set.sorted)), infoLabels: set.infoLabels, histograms: m.opts.RTTHistogram}
 	for k := range numKinds {
-		for r := range numReasons {
-			sc.errors[k][r] = m.errors[k][r].Load()
-		}
 		sc.skipped[k] = m.skipped[k].Load()
 	}
 	sc.dropped = m.dropped.Load()
@@ -391,6 +432,14 @@ func (c *collectSink) sample(f *family, v float64, l0, l1 string) {
 	default:
 		c.ch <- prometheus.MustNewConstMetric(f.desc, t, v, l0, l1)
 	}
+}
+
+func (c *collectSink) sample3(f *family, v float64, l0, l1, l2 string) {
+	t := prometheus.GaugeValue
+	if f.kind == counter {
+		t = prometheus.CounterValue
+	}
+	c.ch <- prometheus.MustNewConstMetric(f.desc, t, v, l0, l1, l2)
 }
 
 func (c *collectSink) histogram(f *family, h *rttHistogram, l0, l1 string) {

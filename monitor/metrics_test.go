@@ -115,7 +115,7 @@ func errorsCounter(m *Monitor, probe, reason string) prometheus.Collector {
 	k, _ := kindOf(probe)
 	for r, name := range reasonNames {
 		if name == reason {
-			return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "x"}, func() float64 { return float64(m.errors[k][r].Load()) })
+			return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "x"}, func() float64 { return float64(m.errorCount(k, r)) })
 		}
 	}
 	return nil

@@ -76,7 +76,7 @@ type Monitor struct {
 	icmpState icmpState
 	icmpForce atomic.Bool // hand the targets over even if unchanged
 
-	errors   [numKinds][numReasons]atomic.Uint64
+	errLog   logLimiter              // bounds the log lines about probe errors
 	skipped  [numKinds]atomic.Uint64 // runs skipped: UE busy or previous run still going
 	dropped  atomic.Uint64           // ICMP results dropped during a throughput run
 	unknownU atomic.Uint64           // Results for UEs not in the set
@@ -117,6 +117,7 @@ type ueState struct {
 	status    int                      // last HTTP status seen by an http probe
 	icmpProbe *icmpBound
 	tasks     []*task
+	errs      *ueErrors // nil until the UE's first probe error
 }
 
 type kindCounters struct {
@@ -383,8 +384,16 @@ func (m *Monitor) Record(r Result) {
 	if !ok {
 		return
 	}
+	if r.At.IsZero() {
+		r.At = m.clock.Now()
+	}
 	if r.Err != nil {
-		m.errors[k][classify(r.Err)].Add(1)
+		st.mu.Lock()
+		logf := m.recordError(st, k, r.Err, r.At.UnixNano())
+		st.mu.Unlock()
+		if logf != nil {
+			logf()
+		}
 		return
 	}
 	// An echo that overlapped a throughput run measured our own load.
@@ -392,12 +401,16 @@ func (m *Monitor) Record(r Result) {
 		m.dropped.Add(1)
 		return
 	}
-	if r.At.IsZero() {
-		r.At = m.clock.Now()
-	}
 	st.mu.Lock()
 	st.record(k, &r)
+	var logf func()
+	if st.errs != nil {
+		logf = m.recovered(st, k, r.At.UnixNano())
+	}
 	st.mu.Unlock()
+	if logf != nil {
+		logf()
+	}
 	if m.opts.Recorded != nil {
 		m.opts.Recorded(r.UE)
 	}

@@ -387,8 +387,8 @@ func TestPrometheusQueries(t *testing.T) {
 	if s.Values[1].Value == s.Values[1].Value || !s.Values[1].At.IsZero() {
 		t.Errorf("a query without answer has value %+v, want NaN and no time", s.Values[1])
 	}
-	if m.errors[kPrometheus][reasonQuery].Load() != 1 {
-		t.Errorf("query errors = %d, want 1", m.errors[kPrometheus][reasonQuery].Load())
+	if n := m.errorCount(kPrometheus, reasonQuery); n != 1 {
+		t.Errorf("query errors = %d, want 1", n)
 	}
 }
 

@@ -175,17 +175,17 @@ func (m *Monitor) execute(ctx context.Context, t *task) {
 }
 
 func (m *Monitor) recordOutcome(st *ueState, t *task, o *outcome) {
-	if o.Err != nil {
-		m.errors[t.kind][classify(o.Err)].Add(1)
-		m.log.Debug("probe failed", "ue", st.name, "probe", kindNames[t.kind], "err", o.Err)
-	}
 	st.mu.Lock()
 	if o.status != 0 {
 		st.status = o.status
 	}
 	st.bytes += uint64(max(o.bytes, 0))
 	if o.Err != nil {
+		logf := m.recordError(st, t.kind, o.Err, o.At.UnixNano())
 		st.mu.Unlock()
+		if logf != nil {
+			logf()
+		}
 		return
 	}
 	if t.kind == kPrometheus && t.valueIdx >= 0 && t.valueIdx < len(st.values) {
@@ -193,7 +193,14 @@ func (m *Monitor) recordOutcome(st *ueState, t *task, o *outcome) {
 		st.values[t.valueIdx].At = o.At
 	}
 	st.record(t.kind, &o.Result)
+	var logf func()
+	if st.errs != nil {
+		logf = m.recovered(st, t.kind, o.At.UnixNano())
+	}
 	st.mu.Unlock()
+	if logf != nil {
+		logf()
+	}
 	if m.opts.Recorded != nil {
 		m.opts.Recorded(st.name)
 	}
