@@ -36,17 +36,29 @@ type Config struct {
 	Retry RetryPolicy
 	// Logger gets one debug line per attempt; nil logs nothing.
 	Logger *slog.Logger
+	// ProfilesURL is the root of the CAMARA QoS Profiles API (camara-v1
+	// only), e.g. https://host/qos-profiles/v1. Default: BaseURL with a
+	// trailing /quality-on-demand/v1 replaced by /qos-profiles/v1, else
+	// BaseURL itself.
+	ProfilesURL string
+	// SendNetworkAccessIdentifier sends UeID.ExternalID as the v1 device's
+	// networkAccessIdentifier. CAMARA v1.1 says it is not to be used yet
+	// (operators answer 422 UNSUPPORTED_IDENTIFIER), so by default it is
+	// left out, and a request naming the device by it alone is refused.
+	SendNetworkAccessIdentifier bool
 }
 
 // Client calls the QoD sessions API. It is safe for concurrent use.
 type Client struct {
-	base    string // BaseURL without a trailing slash
-	dialect Dialect
-	auth    Auth
-	http    *http.Client
-	timeout time.Duration
-	retry   RetryPolicy
-	log     *slog.Logger
+	base     string // BaseURL without a trailing slash
+	profiles string // ProfilesURL without a trailing slash
+	sendNAI  bool
+	dialect  Dialect
+	auth     Auth
+	http     *http.Client
+	timeout  time.Duration
+	retry    RetryPolicy
+	log      *slog.Logger
 
 	// Seams for tests: the clock and the wait between attempts.
 	now   func() time.Time
@@ -73,16 +85,24 @@ func New(cfg Config) (*Client, error) {
 	if !d.valid() {
 		return nil, fmt.Errorf("qodclient: unknown dialect %q (want %s, %s or %s)", d, DialectDevEdge, DialectCAMARAv0, DialectCAMARAv1)
 	}
+	profiles := strings.TrimRight(cfg.ProfilesURL, "/")
+	if profiles == "" {
+		profiles = defaultProfilesURL(strings.TrimRight(cfg.BaseURL, "/"))
+	} else if pu, err := url.Parse(profiles); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || pu.User != nil {
+		return nil, fmt.Errorf("qodclient: profiles URL %q must be an absolute http or https URL without credentials", cfg.ProfilesURL)
+	}
 	c := &Client{
-		base:    strings.TrimRight(cfg.BaseURL, "/"),
-		dialect: d,
-		auth:    cfg.Auth,
-		http:    cfg.HTTPClient,
-		timeout: cfg.Timeout,
-		retry:   cfg.Retry.withDefaults(),
-		log:     cfg.Logger,
-		now:     time.Now,
-		sleep:   sleepCtx,
+		profiles: profiles,
+		sendNAI:  cfg.SendNetworkAccessIdentifier,
+		base:     strings.TrimRight(cfg.BaseURL, "/"),
+		dialect:  d,
+		auth:     cfg.Auth,
+		http:     cfg.HTTPClient,
+		timeout:  cfg.Timeout,
+		retry:    cfg.Retry.withDefaults(),
+		log:      cfg.Logger,
+		now:      time.Now,
+		sleep:    sleepCtx,
 	}
 	if c.http == nil {
 		c.http = defaultHTTPClient()
@@ -111,11 +131,17 @@ func (c *Client) Create(ctx context.Context, req CreateSessionRequest) (*Session
 	if err := req.ValidateFor(c.dialect); err != nil {
 		return nil, fmt.Errorf("create session: %w", err)
 	}
+	if c.dialect == DialectCAMARAv1 && req.UeID.ExternalID != "" && !c.sendNAI {
+		req.UeID.ExternalID = ""
+		if req.UeID == (UeID{}) {
+			return nil, fmt.Errorf("create session: %w: CAMARA v1.1 does not allow networkAccessIdentifier yet, and the device has no other identifier (phone number, IPv4, IPv6); allow it with SendNetworkAccessIdentifier", ErrInvalid)
+		}
+	}
 	body, err := encodeCreate(c.dialect, req, c.now())
 	if err != nil {
 		return nil, fmt.Errorf("create session: encode body: %w", err)
 	}
-	resp, err := c.do(ctx, call{method: http.MethodPost, path: "/sessions", body: body, create: true})
+	resp, err := c.do(ctx, call{method: http.MethodPost, path: "/sessions", body: body, create: true, once: true})
 	if err != nil {
 		return nil, err
 	}
@@ -170,8 +196,10 @@ func (c *Client) decodeSession(r *response) (*SessionInfo, error) {
 
 type call struct {
 	method, path string
+	base         string // "" for the QoD base URL
 	body         []byte
-	create       bool // POST /sessions: never repeated once it may have arrived
+	create       bool // POST /sessions: its ambiguous end is an UnknownOutcomeError
+	once         bool // never repeated once it may have arrived (create, extend)
 }
 
 type response struct {
@@ -207,7 +235,10 @@ func (c *Client) do(ctx context.Context, k call) (*response, error) {
 		switch {
 		case aerr != nil:
 			lastErr = &requestError{method: k.method, path: k.path, txID: txID, err: aerr.err}
-			if k.create && aerr.maybeSent {
+			if k.once && aerr.maybeSent {
+				if !k.create {
+					return nil, lastErr
+				}
 				return nil, &UnknownOutcomeError{TransactionID: txID, Err: lastErr}
 			}
 			if ctx.Err() != nil || !retryableErr(aerr.err) {
@@ -233,7 +264,9 @@ func (c *Client) do(ctx context.Context, k call) (*response, error) {
 				// A gateway answered, not the API: the API may have acted.
 				return nil, &UnknownOutcomeError{TransactionID: txID, Err: apiErr}
 			}
-			if !retryableStatus(resp.status, k.create) {
+			if !retryableStatus(resp.status, k.once) || errors.Is(apiErr, ErrQuotaExceeded) {
+				// QUOTA_EXCEEDED: the quota of a period is used up; an
+				// attempt seconds later fares no better.
 				return nil, apiErr
 			}
 			if apiErr.RetryAfter > 0 {
@@ -305,7 +338,11 @@ func (c *Client) attempt(ctx context.Context, k call, txID string, n int) (*resp
 	if k.body != nil {
 		body = bytes.NewReader(k.body)
 	}
-	req, err := http.NewRequestWithContext(actx, k.method, c.base+k.path, body)
+	base := k.base
+	if base == "" {
+		base = c.base
+	}
+	req, err := http.NewRequestWithContext(actx, k.method, base+k.path, body)
 	if err != nil {
 		return nil, &attemptError{err: fmt.Errorf("build request: %w", err)}
 	}
@@ -351,9 +388,16 @@ func (c *Client) logAttempt(ctx context.Context, k call, txID string, n, status 
 		slog.String("path", k.path),
 		slog.Int("status", status),
 		slog.String("transaction_id", txID),
+	}
+	if c.dialect == DialectCAMARAv1 {
+		// The same id travels as x-correlator: the operator's logs know it
+		// by that name.
+		attrs = append(attrs, slog.String("x_correlator", txID))
+	}
+	attrs = append(attrs,
 		slog.Duration("duration", time.Since(start)),
 		slog.Int("attempt", n),
-	}
+	)
 	if err != nil {
 		attrs = append(attrs, slog.String("error", err.Error()))
 	}

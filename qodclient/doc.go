@@ -21,9 +21,24 @@
 // {reasonCode, systemMessage, userMessage}, CAMARA {code, message} or
 // {status, code, message}, or anything else), matching one category with
 // errors.Is: ErrUnauthorized, ErrForbidden, ErrNotFound, ErrConflict,
-// ErrRateLimited, ErrUnavailable, ErrServer, ErrInvalid. A success answer
+// ErrRateLimited, ErrUnavailable, ErrServer, ErrInvalid; a CAMARA v1.1 code
+// also matches its own sentinel (ErrDurationOutOfRange, ErrInvalidSink,
+// ErrProfileNotApplicable, ErrExtensionNotAllowed, ErrQuotaExceeded,
+// ErrServiceNotApplicable, ErrDeviceIdentifier). A success answer
 // that cannot be read (not JSON, no id, over 1 MiB) is an *APIError wrapping
 // ErrMalformedResponse. Bodies are read up to 1 MiB.
+//
+// # CAMARA v1
+//
+// The camara-v1 dialect also has Extend (POST /sessions/{id}/extend),
+// RetrieveSessions (POST /retrieve-sessions: how a lost create is found) and
+// QoSProfile (GET {ProfilesURL}/qos-profiles/{name}); the other dialects
+// answer them with ErrUnsupported. A v1 session starts REQUESTED (no times)
+// and becomes AVAILABLE; SessionInfo.QoSStatus and StatusInfo say where it
+// is. The device is sent without networkAccessIdentifier unless
+// Config.SendNetworkAccessIdentifier, and with the private address or
+// public port of UeID for a device behind NAT. Every debug line carries
+// x_correlator.
 //
 // # Retries
 //

@@ -27,7 +27,47 @@ var (
 	// ErrUnknownOutcome marks a create that may or may not have made a
 	// session; see UnknownOutcomeError.
 	ErrUnknownOutcome = errors.New("outcome unknown")
+
+	// ErrUnsupported: the dialect has no such operation (extend,
+	// retrieve-sessions and qos-profiles are CAMARA v1's).
+	ErrUnsupported = errors.New("not supported by this dialect")
 )
+
+// CAMARA QualityOnDemand v1.1 error codes, for errors.Is. An *APIError
+// whose code is one of these matches it as well as its status category
+// (SESSION_EXTENSION_NOT_ALLOWED is also ErrConflict, QUOTA_EXCEEDED also
+// ErrRateLimited). Codes match with or without the QUALITY_ON_DEMAND. prefix,
+// since gateways differ.
+var (
+	ErrDurationOutOfRange   = errors.New("duration out of range")         // 400 QUALITY_ON_DEMAND.DURATION_OUT_OF_RANGE
+	ErrInvalidSink          = errors.New("invalid sink")                  // 400 INVALID_SINK
+	ErrProfileNotApplicable = errors.New("qos profile not applicable")    // 422 QUALITY_ON_DEMAND.QOS_PROFILE_NOT_APPLICABLE
+	ErrExtensionNotAllowed  = errors.New("session extension not allowed") // 409 QUALITY_ON_DEMAND.SESSION_EXTENSION_NOT_ALLOWED
+	ErrQuotaExceeded        = errors.New("quota exceeded")                // 429 QUOTA_EXCEEDED: not retried
+	ErrServiceNotApplicable = errors.New("service not applicable")        // 422 SERVICE_NOT_APPLICABLE
+	ErrDeviceIdentifier     = errors.New("device identifier not usable")  // 422 MISSING/UNNECESSARY/UNSUPPORTED_IDENTIFIER, 404 IDENTIFIER_NOT_FOUND
+)
+
+// codeCategory is the v1.1 code's sentinel, or nil.
+func codeCategory(code string) error {
+	switch strings.TrimPrefix(code, "QUALITY_ON_DEMAND.") {
+	case "DURATION_OUT_OF_RANGE":
+		return ErrDurationOutOfRange
+	case "INVALID_SINK":
+		return ErrInvalidSink
+	case "QOS_PROFILE_NOT_APPLICABLE":
+		return ErrProfileNotApplicable
+	case "SESSION_EXTENSION_NOT_ALLOWED":
+		return ErrExtensionNotAllowed
+	case "QUOTA_EXCEEDED":
+		return ErrQuotaExceeded
+	case "SERVICE_NOT_APPLICABLE":
+		return ErrServiceNotApplicable
+	case "MISSING_IDENTIFIER", "UNNECESSARY_IDENTIFIER", "UNSUPPORTED_IDENTIFIER", "IDENTIFIER_NOT_FOUND":
+		return ErrDeviceIdentifier
+	}
+	return nil
+}
 
 // maxBody caps how much of any response body is read.
 const maxBody = 1 << 20
@@ -44,7 +84,7 @@ type APIError struct {
 	Code          string // CAMARA code, or DevEdge systemMessage
 	ReasonCode    string // DevEdge reasonCode, e.g. ERR-1091
 	Message       string // CAMARA message or DevEdge userMessage (capped, sanitised)
-	TransactionID string // the x-transaction-id the request carried
+	TransactionID string // the x-transaction-id the request carried (and, in CAMARA v1, its x-correlator)
 	// RetryAfter is the server's Retry-After, 0 when absent.
 	RetryAfter time.Duration
 	// Err is the cause when the body was unreadable (wraps ErrMalformedResponse).
@@ -82,9 +122,13 @@ func (e *APIError) Error() string {
 
 func (e *APIError) Unwrap() error { return e.Err }
 
-// Is reports the error's category, taken from the HTTP status.
+// Is reports the error's category, taken from the HTTP status, and its
+// CAMARA v1.1 code's (see ErrDurationOutOfRange and the others).
 func (e *APIError) Is(target error) bool {
-	return e.Err == nil && target != nil && target == category(e.Status)
+	if e.Err != nil || target == nil {
+		return false
+	}
+	return target == category(e.Status) || target == codeCategory(e.Code)
 }
 
 func category(status int) error {

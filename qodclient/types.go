@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -53,6 +54,13 @@ type UeID struct {
 	MSISDN     string `json:"msisdn,omitempty"`
 	IPv4Addr   string `json:"ipv4addr,omitempty"` // address or address/mask
 	IPv6Addr   string `json:"ipv6addr,omitempty"`
+	// IPv4Private and IPv4PublicPort complete IPv4Addr, then the device's
+	// public (observed) address, for a device behind carrier NAT: CAMARA v1
+	// sends them as ipv4Address.privateAddress and publicPort. v0.8.1 has
+	// no place for them; without either, v1 sends IPv4Addr as both public
+	// and private address (no NAT).
+	IPv4Private    string `json:"-"`
+	IPv4PublicPort int    `json:"-"`
 }
 
 // AsID identifies the application server. At least one field is set.
@@ -137,7 +145,12 @@ func (r CreateSessionRequest) String() string {
 }
 
 func (u UeID) String() string {
-	return joinIDs("externalId", u.ExternalID, "msisdn", u.MSISDN, "ipv4addr", u.IPv4Addr, "ipv6addr", u.IPv6Addr)
+	port := ""
+	if u.IPv4PublicPort != 0 {
+		port = strconv.Itoa(u.IPv4PublicPort)
+	}
+	return joinIDs("externalId", u.ExternalID, "msisdn", u.MSISDN, "ipv4addr", u.IPv4Addr,
+		"ipv4private", u.IPv4Private, "ipv4publicPort", port, "ipv6addr", u.IPv6Addr)
 }
 
 func (a AsID) String() string {
@@ -187,6 +200,24 @@ func (r CreateSessionRequest) ValidateFor(d Dialect) error {
 	if u.IPv6Addr != "" {
 		if _, err := parseAddrOrPrefix(u.IPv6Addr, false); err != nil {
 			add("ueId.ipv6addr: %v", err)
+		} else if c := canonicalIPv6(u.IPv6Addr); c != u.IPv6Addr {
+			add("ueId.ipv6addr %q is not in canonical form (RFC 5952): write %q", u.IPv6Addr, c)
+		}
+	}
+	if u.IPv4Private != "" || u.IPv4PublicPort != 0 {
+		switch {
+		case d != DialectCAMARAv1:
+			add("ueId: a private IPv4 address or public port needs the camara-v1 dialect (v0.8.1 has no place for them)")
+		case u.IPv4Addr == "":
+			add("ueId: a private IPv4 address or public port needs the public address in ipv4addr")
+		}
+		if u.IPv4Private != "" {
+			if a, err := netip.ParseAddr(u.IPv4Private); err != nil || !a.Is4() {
+				add("ueId.ipv4private %q is not a single IPv4 address", u.IPv4Private)
+			}
+		}
+		if u.IPv4PublicPort < 0 || u.IPv4PublicPort > 65535 {
+			add("ueId.ipv4publicPort %d is outside 1..65535", u.IPv4PublicPort)
 		}
 	}
 	if r.AsID == (AsID{}) {
@@ -200,6 +231,8 @@ func (r CreateSessionRequest) ValidateFor(d Dialect) error {
 	if r.AsID.IPv6Addr != "" {
 		if _, err := parseAddrOrPrefix(r.AsID.IPv6Addr, false); err != nil {
 			add("asId.ipv6addr: %v", err)
+		} else if c := canonicalIPv6(r.AsID.IPv6Addr); c != r.AsID.IPv6Addr {
+			add("asId.ipv6addr %q is not in canonical form (RFC 5952): write %q", r.AsID.IPv6Addr, c)
 		}
 	}
 	for _, ps := range []struct {
@@ -265,6 +298,31 @@ func (ps *PortsSpec) validate() error {
 }
 
 func validPort(p int) bool { return p >= 0 && p <= 65535 }
+
+// canonicalIPv6 is the RFC 5952 form of an IPv6 address or address/mask
+// (lower case, longest zero run as ::, no leading zeros), or s itself when
+// it does not parse. Operators compare addresses as strings, so a session
+// asked for as 2001:DB8::0001 may not be found as 2001:db8::1.
+func canonicalIPv6(s string) string {
+	addr, bits, hasBits := strings.Cut(s, "/")
+	a, err := netip.ParseAddr(addr)
+	if err != nil || !a.Is6() {
+		return s
+	}
+	if hasBits {
+		n, err := strconv.Atoi(bits)
+		if err != nil {
+			return s
+		}
+		return a.String() + "/" + strconv.Itoa(n)
+	}
+	return a.String()
+}
+
+// CanonicalIPv6 is exported for callers that canonicalise addresses
+// before Validate (the config loader): RFC 5952 text of an IPv6 address
+// or address/mask, or s unchanged when it is not one.
+func CanonicalIPv6(s string) string { return canonicalIPv6(s) }
 
 // parseAddrOrPrefix accepts "a.b.c.d" or "a.b.c.d/n" (likewise IPv6) and
 // returns it as a prefix (/32 or /128 for a bare address).

@@ -82,9 +82,16 @@ func toV1(r CreateSessionRequest, now time.Time) v1CreateSession {
 		dev.PhoneNumber = "+" + strings.TrimPrefix(m, "+") // v1 wants E.164 with '+'
 	}
 	if a := stripMask(r.UeID.IPv4Addr); a != "" {
-		// Without NAT the public and private address are the same, which is
-		// what a v0.8.1 ipv4addr means.
-		dev.IPv4Address = &v1DeviceIPv4{PublicAddress: a, PrivateAddress: a}
+		ip := &v1DeviceIPv4{PublicAddress: a, PrivateAddress: r.UeID.IPv4Private}
+		if p := r.UeID.IPv4PublicPort; p != 0 {
+			ip.PublicPort = &p
+		}
+		if ip.PrivateAddress == "" && ip.PublicPort == nil {
+			// Without NAT the public and private address are the same,
+			// which is what a v0.8.1 ipv4addr means.
+			ip.PrivateAddress = a
+		}
+		dev.IPv4Address = ip
 	}
 	if dev != (v1Device{}) {
 		out.Device = &dev
@@ -134,6 +141,11 @@ type wireSession struct {
 	SinkCredential         *v1SinkCredential `json:"sinkCredential"`
 	QoSStatus              string            `json:"qosStatus"`
 	StatusInfo             string            `json:"statusInfo"`
+
+	// Written by MarshalJSON: the v1 NAT details of ueId, which v0.8.1
+	// has no place for.
+	UeIPv4Private    string `json:"ueIpv4Private"`
+	UeIPv4PublicPort int    `json:"ueIpv4PublicPort"`
 }
 
 // wireV1Device tolerates ipv4Address as an object (the spec) or a string.
@@ -167,9 +179,10 @@ func (s *SessionInfo) UnmarshalJSON(data []byte) error {
 	}
 	if w.UeID != nil {
 		out.UeID = *w.UeID
+		out.UeID.IPv4Private, out.UeID.IPv4PublicPort = w.UeIPv4Private, w.UeIPv4PublicPort
 	} else if d := w.Device; d != nil {
 		out.UeID = UeID{ExternalID: d.NetworkAccessIdentifier, MSISDN: d.PhoneNumber, IPv6Addr: d.IPv6Address}
-		out.UeID.IPv4Addr = deviceIPv4(d.IPv4Address)
+		out.UeID.IPv4Addr, out.UeID.IPv4Private, out.UeID.IPv4PublicPort = deviceIPv4(d.IPv4Address)
 	}
 	if w.AsID != nil {
 		out.AsID = *w.AsID
@@ -183,19 +196,29 @@ func (s *SessionInfo) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
-func deviceIPv4(raw json.RawMessage) string {
+// deviceIPv4 reads a v1 device address as (public, private, public port);
+// a private address equal to the public one means no NAT and is left out,
+// so the device compares equal to one named by a plain address.
+func deviceIPv4(raw json.RawMessage) (public, private string, port int) {
 	if len(raw) == 0 {
-		return ""
+		return "", "", 0
 	}
 	var obj v1DeviceIPv4
 	if json.Unmarshal(raw, &obj) == nil {
-		return firstNonEmpty(obj.PublicAddress, obj.PrivateAddress)
+		public = firstNonEmpty(obj.PublicAddress, obj.PrivateAddress)
+		if obj.PrivateAddress != public {
+			private = obj.PrivateAddress
+		}
+		if obj.PublicPort != nil {
+			port = *obj.PublicPort
+		}
+		return public, private, port
 	}
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
-		return s
+		return s, "", 0
 	}
-	return ""
+	return "", "", 0
 }
 
 // MarshalJSON writes the v0.8.1/DevEdge form (times as Unix seconds), so a
@@ -216,6 +239,8 @@ func (s SessionInfo) MarshalJSON() ([]byte, error) {
 		Messages              []Message  `json:"messages,omitempty"`
 		QoSStatus             string     `json:"qosStatus,omitempty"`
 		StatusInfo            string     `json:"statusInfo,omitempty"`
+		UeIPv4Private         string     `json:"ueIpv4Private,omitempty"`
+		UeIPv4PublicPort      int        `json:"ueIpv4PublicPort,omitempty"`
 	}
 	unix := func(t time.Time) *int64 {
 		if t.IsZero() {
@@ -229,6 +254,7 @@ func (s SessionInfo) MarshalJSON() ([]byte, error) {
 		UeID: s.UeID, AsID: s.AsID, UePorts: s.UePorts, AsPorts: s.AsPorts, QoS: s.QoS,
 		NotificationURL: s.NotificationURL, NotificationAuthToken: s.NotificationAuthToken,
 		Messages: s.Messages, QoSStatus: s.QoSStatus, StatusInfo: s.StatusInfo,
+		UeIPv4Private: s.UeID.IPv4Private, UeIPv4PublicPort: s.UeID.IPv4PublicPort,
 	})
 }
 

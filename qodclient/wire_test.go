@@ -196,7 +196,7 @@ func TestDecodeSessionInfo(t *testing.T) {
 			"applicationServer":{"ipv6Address":"2001:db8::1"},"devicePorts":{"ports":[1]},"applicationServerPorts":{"ports":[2]},
 			"sink":"https://cb","sinkCredential":{"credentialType":"ACCESSTOKEN","accessToken":"t"}}`,
 			SessionInfo{ID: "b", Duration: 3600, QoSStatus: "AVAILABLE", QoS: "voice", StartedAt: start, ExpiresAt: end,
-				UeID: UeID{MSISDN: "+123456789", IPv4Addr: "203.0.113.0"}, AsID: AsID{IPv6Addr: "2001:db8::1"},
+				UeID: UeID{MSISDN: "+123456789", IPv4Addr: "203.0.113.0", IPv4PublicPort: 59765}, AsID: AsID{IPv6Addr: "2001:db8::1"},
 				UePorts: &PortsSpec{Ports: []int{1}}, AsPorts: &PortsSpec{Ports: []int{2}},
 				NotificationURL: "https://cb", NotificationAuthToken: "t"}},
 		{"v1 unavailable without times", `{"sessionId":"c","duration":10,"qosStatus":"UNAVAILABLE","statusInfo":"NETWORK_TERMINATED"}`,

@@ -32,6 +32,27 @@
 // expire issued tokens, or drop the answer to a create after creating the
 // session, which is the ambiguous outcome a careful client must reconcile.
 //
+// With Options.Dialect DialectCAMARAv1 it speaks CAMARA QualityOnDemand
+// v1.1.0 instead, checked against the embedded OpenAPIv1 and
+// OpenAPIQoSProfiles (the published r3.2 documents):
+//
+//	POST   {BasePath}/sessions                      201, qosStatus REQUESTED
+//	GET    {BasePath}/sessions/{id}
+//	DELETE {BasePath}/sessions/{id}
+//	POST   {BasePath}/sessions/{id}/extend          capped at the profile's maxDuration
+//	POST   {BasePath}/retrieve-sessions             the device's sessions, [] if none
+//	GET    {ProfilesBasePath}/qos-profiles/{name}
+//	POST   {ProfilesBasePath}/retrieve-qos-profiles
+//
+// A session becomes AVAILABLE Options.AvailableDelay after its create
+// (never with Faults.StuckRequested); each status change is a CloudEvent
+// (type org.camaraproject.quality-on-demand.v1.qos-status-changed,
+// application/cloudevents+json) POSTed to the sink itself with the sink
+// credential as bearer token. A session the network ends (Terminate) stays
+// UNAVAILABLE/NETWORK_TERMINATED, holding its device, until it is deleted
+// or TerminatedRetention (360 s) has passed. Errors are {status, code,
+// message} with the v1.1 codes; x-correlator is echoed.
+//
 // Requests returns the log of what the simulator saw, for tests to assert on.
 // Times come from Options.Now so that tests can drive expiry with a fake
 // clock and ExpireDue instead of waiting.

@@ -42,14 +42,80 @@ func notifyTarget(base, token, mode string) (target, logged string, err error) {
 	return u.String(), logged, nil
 }
 
+// sinkTarget is a CAMARA v1 sink as is (no path appended) and its form
+// safe to log.
+func sinkTarget(sink string) (target, logged string, err error) {
+	u, err := url.Parse(sink)
+	if err != nil {
+		return "", "", fmt.Errorf("parse sink: %w", err)
+	}
+	shown := *u
+	shown.User, shown.RawQuery, shown.Fragment = nil, "", ""
+	return sink, shown.String(), nil
+}
+
+// cloudEvent is the CAMARA v1 qos-status-changed event of a session.
+type cloudEvent struct {
+	ID              string            `json:"id"`
+	Source          string            `json:"source"`
+	Type            string            `json:"type"`
+	SpecVersion     string            `json:"specversion"`
+	DataContentType string            `json:"datacontenttype"`
+	Time            string            `json:"time"`
+	Data            cloudEventQoSData `json:"data"`
+}
+
+type cloudEventQoSData struct {
+	SessionID  string `json:"sessionId"`
+	QoSStatus  string `json:"qosStatus"`
+	StatusInfo string `json:"statusInfo,omitempty"`
+}
+
+// QoSStatusChangedType is the CloudEvents type of CAMARA v1 notifications.
+const QoSStatusChangedType = "org.camaraproject.quality-on-demand.v1.qos-status-changed"
+
+func (s *Simulator) cloudEvent(sess Session) []byte {
+	id, err := newUUID()
+	if err != nil {
+		id = sess.ID + "-" + sess.QoSStatus
+	}
+	body, _ := json.Marshal(cloudEvent{
+		ID: id, Source: s.opts.BasePath + "/sessions/" + sess.ID, Type: QoSStatusChangedType,
+		SpecVersion: "1.0", DataContentType: "application/json", Time: s.opts.Now().UTC().Format(time.RFC3339Nano),
+		Data: cloudEventQoSData{SessionID: sess.ID, QoSStatus: sess.QoSStatus, StatusInfo: sess.StatusInfo},
+	})
+	return body
+}
+
 // notify starts the background delivery of SESSION_TERMINATED for a
 // session that ended other than by DELETE.
+//
+// In CAMARA v1 it is a CloudEvent qos-status-changed with the session's
+// qosStatus and statusInfo, POSTed to the sink itself with the sink
+// credential as bearer token.
 func (s *Simulator) notify(sess Session, reason string) {
 	if sess.NotificationURL == "" {
 		return
 	}
-	target, logged, err := notifyTarget(sess.NotificationURL, sess.NotificationAuthToken, s.opts.NotifyAuth)
+	v1 := s.opts.Dialect == DialectCAMARAv1
+	var target, logged string
+	var err error
+	var body []byte
+	contentType, bearer := "application/json", ""
+	if v1 {
+		target, logged, err = sinkTarget(sess.NotificationURL)
+		body, contentType, bearer = s.cloudEvent(sess), "application/cloudevents+json", sess.NotificationAuthToken
+	} else {
+		target, logged, err = notifyTarget(sess.NotificationURL, sess.NotificationAuthToken, s.opts.NotifyAuth)
+		body, _ = json.Marshal(notificationBody{SessionID: sess.ID, Event: "SESSION_TERMINATED"})
+		if s.opts.NotifyAuth == NotifyBearer {
+			bearer = sess.NotificationAuthToken
+		}
+	}
 	rec := &Notification{SessionID: sess.ID, Reason: reason, URL: logged}
+	if v1 {
+		rec.QoSStatus, rec.StatusInfo = sess.QoSStatus, sess.StatusInfo
+	}
 	s.mu.Lock()
 	s.notifications = append(s.notifications, rec)
 	if n := len(s.notifications); n > s.opts.MaxRequestLog {
@@ -70,7 +136,6 @@ func (s *Simulator) notify(sess Session, reason string) {
 	}
 	s.deliveries++
 	s.mu.Unlock()
-	body, _ := json.Marshal(notificationBody{SessionID: sess.ID, Event: "SESSION_TERMINATED"})
 	go func() {
 		defer s.wg.Done()
 		defer func() {
@@ -80,17 +145,17 @@ func (s *Simulator) notify(sess Session, reason string) {
 			}
 			s.mu.Unlock()
 		}()
-		s.deliver(rec, target, logged, sess.NotificationAuthToken, body)
+		s.deliver(rec, target, logged, contentType, bearer, body)
 	}()
 }
 
 // deliver makes at most NotifyAttempts attempts, each bounded by
 // NotifyTimeout, with doubling backoff between them; Close cuts it short.
 // 2xx is success; other 4xx answers (but 408 and 429) are final.
-func (s *Simulator) deliver(rec *Notification, target, logged, token string, body []byte) {
+func (s *Simulator) deliver(rec *Notification, target, logged, contentType, bearer string, body []byte) {
 	backoff := s.opts.NotifyBackoff
 	for attempt := 1; ; attempt++ {
-		status, err := s.post(target, token, body)
+		status, err := s.post(target, contentType, bearer, body)
 		s.mu.Lock()
 		rec.Attempts = attempt
 		s.mu.Unlock()
@@ -129,16 +194,16 @@ func (s *Simulator) deliver(rec *Notification, target, logged, token string, bod
 
 // post sends one notification. The error never contains the target URL,
 // which may carry the token.
-func (s *Simulator) post(target, token string, body []byte) (int, error) {
+func (s *Simulator) post(target, contentType, bearer string, body []byte) (int, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.opts.NotifyTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
 		return 0, fmt.Errorf("build notification request: %w", stripURL(err))
 	}
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" && s.opts.NotifyAuth == NotifyBearer {
-		req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", contentType)
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
 	resp, err := s.opts.HTTPClient.Do(req)
 	if err != nil {

@@ -22,6 +22,9 @@ type Server struct {
 	TokenURL string
 	// OAuth2TokenURL is the OAuth 2.0 token endpoint (set even when off).
 	OAuth2TokenURL string
+	// ProfilesURL is the QoS Profiles API base of a CAMARA v1 simulator,
+	// e.g. http://127.0.0.1:41234/qos-profiles/v1 (set in every dialect).
+	ProfilesURL string
 
 	http *http.Server
 	done chan struct{}
@@ -41,6 +44,7 @@ func NewServer(opts Options) *Server {
 		URL:            "http://" + ln.Addr().String() + sim.opts.BasePath,
 		TokenURL:       "http://" + ln.Addr().String() + DefaultTokenPath,
 		OAuth2TokenURL: "http://" + ln.Addr().String() + OAuth2TokenPath,
+		ProfilesURL:    "http://" + ln.Addr().String() + sim.opts.ProfilesBasePath,
 		http:           &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second},
 		done:           make(chan struct{}),
 	}
@@ -93,7 +97,7 @@ func Serve(ctx context.Context, ln net.Listener, opts Options) error {
 	case sim.opts.OAuth2 != nil:
 		tokenURL = base + OAuth2TokenPath
 	}
-	sim.log.Info("qodsim listening", "url", base+sim.opts.BasePath, "token_url", tokenURL,
+	sim.log.Info("qodsim listening", "dialect", sim.opts.Dialect, "url", base+sim.opts.BasePath, "token_url", tokenURL,
 		"auth", authMode(sim.opts), "notify_auth", sim.opts.NotifyAuth)
 
 	select {

@@ -67,11 +67,15 @@ func newSimulator(opts Options) (*Simulator, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	spec, err := loadSpec()
+	opts = opts.withDefaults()
+	load := loadSpec
+	if opts.Dialect == DialectCAMARAv1 {
+		load = loadV1Spec
+	}
+	spec, err := load()
 	if err != nil {
 		return nil, err
 	}
-	opts = opts.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Simulator{
 		opts:     opts,
@@ -184,7 +188,15 @@ func (s *Simulator) Notifications() []Notification {
 // Terminate ends a live session from the network side, as when the operator
 // withdraws it, and sends SESSION_TERMINATED. It returns an error wrapping
 // ErrSessionNotFound for an unknown or ended session.
+//
+// In CAMARA v1 the session stays, UNAVAILABLE with NETWORK_TERMINATED, for
+// TerminatedRetention or until it is deleted, and blocks a new session for
+// its device meanwhile; the event is a CloudEvent qos-status-changed. A
+// REQUESTED session terminated this way is one the network failed to provide.
 func (s *Simulator) Terminate(id string) error {
+	if s.opts.Dialect == DialectCAMARAv1 {
+		return s.terminateV1(id)
+	}
 	sess, ok := s.take(id)
 	if !ok {
 		return fmt.Errorf("terminate session %q: %w", id, ErrSessionNotFound)
@@ -198,6 +210,10 @@ func (s *Simulator) Terminate(id string) error {
 // their notifications. The simulator also calls it before each API request
 // and, under NewServer, Serve and Run, from a background sweeper.
 func (s *Simulator) ExpireDue() {
+	if s.opts.Dialect == DialectCAMARAv1 {
+		s.advanceV1()
+		return
+	}
 	now := s.opts.Now()
 	var ended []Session
 	s.mu.Lock()
@@ -305,6 +321,10 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	at := s.opts.Now()
 	started := time.Now()
 	txID := r.Header.Get("x-transaction-id")
+	correlator := r.Header.Get("x-correlator")
+	if txID == "" {
+		txID = correlator
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	var rep *reply
 	switch {
@@ -315,8 +335,11 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		rep = s.route(r, body)
 	}
-	if txID != "" {
+	if txID != "" && s.opts.Dialect == DialectDevEdge {
 		rep.header.Set("x-transaction-id", txID)
+	}
+	if correlator != "" && validCorrelator(correlator) {
+		rep.header.Set("x-correlator", correlator)
 	}
 
 	status := rep.status
@@ -397,7 +420,13 @@ func (s *Simulator) route(r *http.Request, body []byte) *reply {
 		// The contract the simulator enforces, for people and tools.
 		h := http.Header{}
 		h.Set("Content-Type", "application/yaml")
-		return &reply{status: http.StatusOK, header: h, body: OpenAPI}
+		doc := OpenAPI
+		if s.opts.Dialect == DialectCAMARAv1 {
+			doc = OpenAPIv1
+		}
+		return &reply{status: http.StatusOK, header: h, body: doc}
+	case s.opts.Dialect == DialectCAMARAv1:
+		return s.routeV1(r, body)
 	case p == sessions:
 		if r.Method != http.MethodPost {
 			return methodNotAllowed(http.MethodPost)
@@ -429,21 +458,37 @@ func (s *Simulator) apiCall(op string, r *http.Request, body []byte, id string) 
 	if rep := s.injectedError(); rep != nil {
 		return rep
 	}
+	v1 := s.opts.Dialect == DialectCAMARAv1
 	if err := s.checkAuth(r, body); err != nil {
+		if v1 {
+			return v1Error(http.StatusUnauthorized, "UNAUTHENTICATED", "Request not authenticated due to missing, invalid, or expired credentials: "+err.Error())
+		}
 		return errorReply(http.StatusUnauthorized, "Authorization failed: "+err.Error())
 	}
 	if r.Method == http.MethodPost {
 		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 		if err != nil || mt != "application/json" {
+			if v1 {
+				return v1Error(http.StatusBadRequest, "INVALID_ARGUMENT", "Content-Type must be application/json")
+			}
 			return errorReply(http.StatusBadRequest, "Content-Type must be application/json")
 		}
 	}
 	var params map[string]string
-	if id != "" {
+	switch {
+	case op == opGetProfile:
+		params = map[string]string{"name": id}
+	case id != "":
 		params = map[string]string{"sessionId": id}
 	}
 	if err := s.spec.validate(r.Context(), op, r, body, params); err != nil {
+		if v1 {
+			return v1Error(http.StatusBadRequest, "INVALID_ARGUMENT", err.Error())
+		}
 		return errorReply(http.StatusBadRequest, err.Error())
+	}
+	if v1 {
+		return s.serveV1(op, body, id)
 	}
 	switch op {
 	case opCreate:
@@ -475,6 +520,13 @@ func (s *Simulator) injectedError() *reply {
 		status = http.StatusServiceUnavailable
 	}
 	rep := errorReply(status, "Injected fault")
+	if s.opts.Dialect == DialectCAMARAv1 {
+		code := f.ErrorCode
+		if code == "" {
+			code = v1Codes[status]
+		}
+		rep = v1Error(status, code, "Injected fault")
+	}
 	if f.RetryAfter > 0 && (status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable) {
 		secs := int64(math.Ceil(f.RetryAfter.Seconds()))
 		rep.header.Set("Retry-After", strconv.FormatInt(secs, 10))
@@ -629,10 +681,27 @@ func ueKeys(u UEID) []string {
 	return keys
 }
 
+// keysOf are the identities of a session's device. A CAMARA v1 device
+// behind NAT is its public address together with its private address or
+// public port: many devices share one public address.
+func keysOf(sess *Session) []string {
+	keys := ueKeys(sess.UE)
+	if sess.UEPrivateIPv4 == "" && sess.UEPublicPort == 0 {
+		return keys
+	}
+	out := keys[:0]
+	for _, k := range keys {
+		if k != "ip:"+sess.UE.IPv4Addr {
+			out = append(out, k)
+		}
+	}
+	return append(out, fmt.Sprintf("ip4:%s|%s|%d", sess.UE.IPv4Addr, sess.UEPrivateIPv4, sess.UEPublicPort))
+}
+
 // removeLocked ends a session's life in the maps; s.mu must be held.
 func (s *Simulator) removeLocked(sess *Session) {
 	delete(s.sessions, sess.ID)
-	for _, k := range ueKeys(sess.UE) {
+	for _, k := range keysOf(sess) {
 		if s.byUE[k] == sess.ID {
 			delete(s.byUE, k)
 		}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strings"
@@ -24,11 +25,27 @@ import (
 //go:embed openapi/devedge-qod-v1.1.2.yaml
 var OpenAPI []byte
 
-// Operation ids in the embedded document.
+// OpenAPIv1 is the project's own copy of the CAMARA QualityOnDemand
+// v1.1.0 description (release r3.2), checked against by a CAMARA v1
+// simulator; OpenAPIQoSProfiles is CAMARA QoS Profiles v1.1.0 likewise.
+// Both are the published documents, unchanged (Apache-2.0).
+var (
+	//go:embed openapi/quality-on-demand-v1.1.0.yaml
+	OpenAPIv1 []byte
+	//go:embed openapi/qos-profiles-v1.1.0.yaml
+	OpenAPIQoSProfiles []byte
+)
+
+// Operation ids in the embedded documents.
 const (
 	opCreate = "createSession"
 	opGet    = "getSession"
 	opDelete = "deleteSession"
+
+	opExtend           = "extendQosSessionDuration"
+	opRetrieveSessions = "retrieveSessionsByDevice"
+	opGetProfile       = "getQosProfile"
+	opRetrieveProfiles = "retrieveQoSProfiles"
 )
 
 // apiSpec is the loaded document with one ready route per operation.
@@ -42,17 +59,43 @@ var (
 	specOnce   sync.Once
 	loadedSpec *apiSpec
 	specErr    error
+
+	v1SpecOnce   sync.Once
+	loadedV1Spec *apiSpec
+	v1SpecErr    error
 )
 
-// loadSpec parses and checks the embedded document once per process.
+// loadSpec parses and checks the embedded DevEdge document once per process.
 func loadSpec() (*apiSpec, error) {
-	specOnce.Do(func() { loadedSpec, specErr = parseSpec(OpenAPI) })
+	specOnce.Do(func() { loadedSpec, specErr = parseSpec(OpenAPI, opCreate, opGet, opDelete) })
 	return loadedSpec, specErr
+}
+
+// loadV1Spec parses the CAMARA v1.1 QoD and QoS Profiles documents once per
+// process, as one set of routes.
+func loadV1Spec() (*apiSpec, error) {
+	v1SpecOnce.Do(func() {
+		qod, err := parseSpec(OpenAPIv1, opCreate, opGet, opDelete, opExtend, opRetrieveSessions)
+		if err != nil {
+			v1SpecErr = err
+			return
+		}
+		prof, err := parseSpec(OpenAPIQoSProfiles, opGetProfile, opRetrieveProfiles)
+		if err != nil {
+			v1SpecErr = err
+			return
+		}
+		for id, r := range prof.routes {
+			qod.routes[id] = r
+		}
+		loadedV1Spec = qod
+	})
+	return loadedV1Spec, v1SpecErr
 }
 
 var uuidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
-func parseSpec(data []byte) (*apiSpec, error) {
+func parseSpec(data []byte, required ...string) (*apiSpec, error) {
 	loader := openapi3.NewLoader()
 	doc, err := loader.LoadFromData(data)
 	if err != nil {
@@ -74,7 +117,7 @@ func parseSpec(data []byte) (*apiSpec, error) {
 			}
 		}
 	}
-	for _, id := range []string{opCreate, opGet, opDelete} {
+	for _, id := range required {
 		if s.routes[id] == nil {
 			return nil, fmt.Errorf("check embedded OpenAPI document: operation %q missing", id)
 		}
@@ -94,9 +137,28 @@ func parseSpec(data []byte) (*apiSpec, error) {
 				return nil
 			})),
 			openapi3.WithStringFormatValidator("uri", openapi3.NewCallbackValidator(checkAbsoluteHTTPURL)),
+			// kin-openapi checks ipv4/ipv6 only when asked; the published
+			// documents declare them, and a strict operator checks them.
+			openapi3.WithStringFormatValidator("ipv4", openapi3.NewCallbackValidator(checkIP(true))),
+			openapi3.WithStringFormatValidator("ipv6", openapi3.NewCallbackValidator(checkIP(false))),
 		},
 	}
 	return s, nil
+}
+
+// checkIP accepts a single address of the family, without zone or mask, in
+// any form netip parses (canonical or not: RFC 4291 allows both).
+func checkIP(v4 bool) func(string) error {
+	return func(v string) error {
+		a, err := netip.ParseAddr(v)
+		if err != nil || a.Zone() != "" || a.Is4() != v4 {
+			if v4 {
+				return errors.New("not an IPv4 address")
+			}
+			return errors.New("not an IPv6 address")
+		}
+		return nil
+	}
 }
 
 // checkAbsoluteHTTPURL accepts what the simulator can deliver a notification to.

@@ -20,6 +20,23 @@ const (
 	DefaultNotifyBackoff   = 200 * time.Millisecond
 	DefaultMaxRequestLog   = 10000
 	DefaultSessionDuration = 86400 // seconds, the contract's default and maximum
+
+	// CAMARA QualityOnDemand v1.1 defaults (Dialect DialectCAMARAv1).
+	DefaultV1BasePath         = "/quality-on-demand/v1"
+	DefaultV1ProfilesBasePath = "/qos-profiles/v1"
+	// DefaultTerminatedRetention is how long a session the network ended
+	// stays readable (UNAVAILABLE, NETWORK_TERMINATED) before it is
+	// deleted on its own: the spec's "at earliest 360 seconds".
+	DefaultTerminatedRetention = 360 * time.Second
+)
+
+// Dialects the simulator speaks.
+const (
+	// DialectDevEdge is T-Mobile DevEdge QoD v1.1.2 (CAMARA v0.8.1 bodies).
+	DialectDevEdge = "devedge"
+	// DialectCAMARAv1 is CAMARA QualityOnDemand v1.1.0 with QoS Profiles
+	// v1.1.0: qosStatus, extend, retrieve-sessions, CloudEvents.
+	DialectCAMARAv1 = "camara-v1"
 )
 
 // legacyTokenPath is the other TAAP token path some DevEdge products use.
@@ -34,9 +51,26 @@ const (
 // Options configures a Simulator. The zero value serves an API without
 // auth at /qod/v1.
 type Options struct {
+	// Dialect is DialectDevEdge (default) or DialectCAMARAv1.
+	Dialect string
 	// BasePath is the API's path prefix; sessions live at BasePath+"/sessions".
-	// Default "/qod/v1".
+	// Default "/qod/v1" (DevEdge) or "/quality-on-demand/v1" (CAMARA v1).
 	BasePath string
+	// ProfilesBasePath is the prefix of the QoS Profiles API (CAMARA v1
+	// only): GET ProfilesBasePath+"/qos-profiles/{name}". Default
+	// "/qos-profiles/v1".
+	ProfilesBasePath string
+	// Profiles are the QoS profiles a CAMARA v1 simulator offers; nil
+	// means DefaultProfiles(). A create naming another profile, or one not
+	// ACTIVE, gets 422 QUALITY_ON_DEMAND.QOS_PROFILE_NOT_APPLICABLE.
+	Profiles []Profile
+	// AvailableDelay is how long a CAMARA v1 session stays REQUESTED
+	// before it becomes AVAILABLE (0: at the first look after the create
+	// was answered, which still answers REQUESTED).
+	AvailableDelay time.Duration
+	// TerminatedRetention is how long a CAMARA v1 session ended by the
+	// network stays UNAVAILABLE before it goes on its own (default 360s).
+	TerminatedRetention time.Duration
 	// BearerToken, if set and TAAP and OAuth2 are nil, is the one access token every API
 	// call must carry as "Authorization: Bearer <token>".
 	BearerToken string
@@ -98,7 +132,7 @@ func (o Options) String() string {
 	case o.BearerToken != "":
 		auth = "bearer"
 	}
-	return fmt.Sprintf("qodsim.Options{BasePath: %q, Auth: %s, NotifyAuth: %q}", o.BasePath, auth, o.NotifyAuth)
+	return fmt.Sprintf("qodsim.Options{Dialect: %q, BasePath: %q, Auth: %s, NotifyAuth: %q}", o.Dialect, o.BasePath, auth, o.NotifyAuth)
 }
 
 // GoString keeps tokens out of %#v output.
@@ -107,8 +141,21 @@ func (o Options) GoString() string { return o.String() }
 // Validate reports the first problem with the options, after defaults.
 func (o Options) Validate() error {
 	o = o.withDefaults()
-	if !strings.HasPrefix(o.BasePath, "/") || strings.HasSuffix(o.BasePath, "/") {
-		return fmt.Errorf("qodsim options: base path %q must start with / and not end with /", o.BasePath)
+	if o.Dialect != DialectDevEdge && o.Dialect != DialectCAMARAv1 {
+		return fmt.Errorf("qodsim options: dialect %q is neither %q nor %q", o.Dialect, DialectDevEdge, DialectCAMARAv1)
+	}
+	for _, p := range []string{o.BasePath, o.ProfilesBasePath} {
+		if !strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") {
+			return fmt.Errorf("qodsim options: base path %q must start with / and not end with /", p)
+		}
+	}
+	if o.AvailableDelay < 0 || o.TerminatedRetention < 0 {
+		return errors.New("qodsim options: available delay and terminated retention must not be negative")
+	}
+	for _, p := range o.Profiles {
+		if err := p.validate(); err != nil {
+			return fmt.Errorf("qodsim options: %w", err)
+		}
 	}
 	if o.NotifyAuth != NotifyAPIKey && o.NotifyAuth != NotifyBearer {
 		return fmt.Errorf("qodsim options: notify auth %q is neither %q nor %q", o.NotifyAuth, NotifyAPIKey, NotifyBearer)
@@ -142,8 +189,23 @@ func (o Options) Validate() error {
 }
 
 func (o Options) withDefaults() Options {
+	if o.Dialect == "" {
+		o.Dialect = DialectDevEdge
+	}
 	if o.BasePath == "" {
 		o.BasePath = DefaultBasePath
+		if o.Dialect == DialectCAMARAv1 {
+			o.BasePath = DefaultV1BasePath
+		}
+	}
+	if o.ProfilesBasePath == "" {
+		o.ProfilesBasePath = DefaultV1ProfilesBasePath
+	}
+	if o.Profiles == nil {
+		o.Profiles = DefaultProfiles()
+	}
+	if o.TerminatedRetention == 0 {
+		o.TerminatedRetention = DefaultTerminatedRetention
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -204,6 +266,15 @@ type Faults struct {
 	// DropCreateResponse creates the session, then closes the connection
 	// without answering.
 	DropCreateResponse bool
+	// ErrorCode, if set, replaces the code of injected errors (CAMARA v1),
+	// e.g. "QUOTA_EXCEEDED" with ErrorStatus 429.
+	ErrorCode string
+	// StuckRequested keeps the CAMARA v1 sessions created while it is set
+	// in REQUESTED: the network never provides them.
+	StuckRequested bool
+	// RefuseExtend answers every extend with 409
+	// QUALITY_ON_DEMAND.SESSION_EXTENSION_NOT_ALLOWED.
+	RefuseExtend bool
 	// ExpireTokens makes every access token issued so far count as expired:
 	// API calls get 401 until the client fetches a new token. With a static
 	// BearerToken (or no auth) there is nothing to refresh, so every API call
@@ -273,6 +344,22 @@ type Session struct {
 	NotificationAuthToken string
 	StartedAt             time.Time
 	ExpiresAt             time.Time
+
+	// CAMARA v1 only.
+	// UEPrivateIPv4 and UEPublicPort complete UE.IPv4Addr (the device's
+	// public address) for a device behind NAT.
+	UEPrivateIPv4 string
+	UEPublicPort  int
+	// QoSStatus is REQUESTED, AVAILABLE or UNAVAILABLE; StatusInfo says why
+	// a session is UNAVAILABLE. While REQUESTED, StartedAt is the time of
+	// the create and ExpiresAt is zero.
+	QoSStatus  string
+	StatusInfo string
+	// AvailableAt is when a REQUESTED session becomes AVAILABLE (zero:
+	// never, Faults.StuckRequested); GoneAt is when an UNAVAILABLE one is
+	// deleted on its own.
+	AvailableAt time.Time
+	GoneAt      time.Time
 }
 
 func (s Session) clone() Session {
@@ -287,15 +374,30 @@ const (
 	EndTerminated = "terminated" // by the network (Terminate)
 )
 
-// Notification is the record of one SESSION_TERMINATED delivery.
+// QoS statuses and status infos of CAMARA v1.
+const (
+	StatusRequested   = "REQUESTED"
+	StatusAvailable   = "AVAILABLE"
+	StatusUnavailable = "UNAVAILABLE"
+
+	InfoDurationExpired   = "DURATION_EXPIRED"
+	InfoNetworkTerminated = "NETWORK_TERMINATED"
+	InfoDeleteRequested   = "DELETE_REQUESTED"
+)
+
+// Notification is the record of one notification delivery: a
+// SESSION_TERMINATED (DevEdge) or a CloudEvent qos-status-changed (CAMARA v1).
 type Notification struct {
 	SessionID string
-	Reason    string // EndExpired or EndTerminated
-	URL       string // target without the apikey query parameter
-	Attempts  int
-	Delivered bool   // a 2xx answer was received
-	Done      bool   // no more attempts will be made
-	LastError string // last failure, empty when delivered
+	Reason    string // EndExpired or EndTerminated; "" for a CAMARA v1 AVAILABLE or DELETE_REQUESTED event
+	// QoSStatus and StatusInfo are the CAMARA v1 event's data; empty for DevEdge.
+	QoSStatus  string
+	StatusInfo string
+	URL        string // target without the apikey query parameter
+	Attempts   int
+	Delivered  bool   // a 2xx answer was received
+	Done       bool   // no more attempts will be made
+	LastError  string // last failure, empty when delivered
 }
 
 // ErrSessionNotFound is returned by Terminate for an unknown or ended session.
