@@ -102,8 +102,10 @@ type Daemon struct {
 	lastPoll    time.Time
 	syncing     bool                 // a state file sync is in flight
 	gone        map[string]time.Time // session ids seen ended (and when), never adopted again
-	strays      map[string]string    // session id -> UE: sessions to end that a DELETE failed for
-	suspects    map[string]string    // UE -> transaction id of another process's create it is suspected for
+	heldTx      map[string]heldTx    // session id -> its UE and its create's transaction id
+	receiver    *NotificationReceiver
+	strays      map[string]string // session id -> UE: sessions to end that a DELETE failed for
+	suspects    map[string]string // UE -> transaction id of another process's create it is suspected for
 	lastPrune   time.Time
 	pollSlots   chan struct{} // bounds the GETs of one poll round in flight at once
 	nextExpiry  time.Time     // when expireHeld next has work; zero: no session held
@@ -148,6 +150,7 @@ func New(opts Options) (*Daemon, error) {
 		busy:      map[string]uint64{},
 		polling:   map[string]bool{},
 		gone:      map[string]time.Time{},
+		heldTx:    map[string]heldTx{},
 		strays:    map[string]string{},
 		suspects:  map[string]string{},
 		ops:       newOpTracker(),
@@ -247,12 +250,16 @@ func (d *Daemon) Gatherer() prometheus.Gatherer { return prometheus.Gatherers{d.
 func (d *Daemon) Monitor() *monitor.Monitor { return d.mon }
 
 // NotificationReceiver answers the operator's callbacks with the token the
-// daemon hands out.
+// daemon hands out. There is one per daemon: its log limit is shared by
+// every server that serves it.
 func (d *Daemon) NotificationReceiver() *NotificationReceiver {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return &NotificationReceiver{Token: d.notifyToken, Logger: d.log, OnSessionTerminated: d.sessionTerminated,
-		Mode: d.cfg.Notifications.AuthMode}
+	if d.receiver == nil {
+		d.receiver = &NotificationReceiver{Token: d.notifyToken, Logger: d.log, Mode: d.cfg.Notifications.AuthMode,
+			Handle: d.handleNotice, Count: d.countNotice, Now: d.now}
+	}
+	return d.receiver
 }
 
 func window(cfg *config.Config) time.Duration {
@@ -410,6 +417,9 @@ func (d *Daemon) Tick() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.pruneGone(now)
+	if d.receiver != nil {
+		d.receiver.FlushLog()
+	}
 	d.decide(now, func() {
 		d.decisions = d.engine.Tick(now, d.observe, d.decisions)
 		d.metrics.evalTick.Add(float64(len(d.cfg.UEs)))
@@ -490,24 +500,27 @@ func (d *Daemon) noteExpiry(t time.Time) {
 	}
 }
 
-// opened tells the engine the UE holds s; every session the engine learns
-// of goes through here or adopt, so expireHeld knows its expiry. The caller
-// holds d.mu.
-func (d *Daemon) opened(now time.Time, ue string, s policy.Session) error {
+// opened tells the engine the UE holds s, made by the create with
+// transaction id txid; every session the engine learns of goes through
+// here or adopt, so expireHeld knows its expiry and the notification
+// receiver the path its notifications must come on. The caller holds d.mu.
+func (d *Daemon) opened(now time.Time, ue string, s policy.Session, txid string) error {
 	if err := d.engine.Opened(now, ue, s); err != nil {
 		return err
 	}
 	d.noteExpiry(s.ExpiresAt)
+	d.heldTx[s.ID] = heldTx{ue: ue, txid: txid}
 	d.kick()
 	return nil
 }
 
 // adopt is opened for a session found at start. The caller holds d.mu.
-func (d *Daemon) adopt(now time.Time, ue string, s policy.Session) error {
+func (d *Daemon) adopt(now time.Time, ue string, s policy.Session, txid string) error {
 	if err := d.engine.Adopt(now, ue, s); err != nil {
 		return err
 	}
 	d.noteExpiry(s.ExpiresAt)
+	d.heldTx[s.ID] = heldTx{ue: ue, txid: txid}
 	return nil
 }
 
@@ -562,6 +575,11 @@ func (d *Daemon) pruneGone(now time.Time) {
 	for id, at := range d.gone {
 		if now.Sub(at) > goneTTL {
 			delete(d.gone, id)
+		}
+	}
+	for id, h := range d.heldTx {
+		if st, ok := d.engine.Status(h.ue); !ok || !st.HasSession || st.Session.ID != id {
+			delete(d.heldTx, id)
 		}
 	}
 }

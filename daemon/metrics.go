@@ -19,7 +19,7 @@ type metrics struct {
 	apiCalls       *prometheus.CounterVec
 	sessionsOpened *prometheus.CounterVec
 	sessionsEnded  *prometheus.CounterVec
-	notifications  prometheus.Counter
+	notifications  *prometheus.CounterVec
 	reloadOK       prometheus.Gauge
 	reloadTime     prometheus.Gauge
 	evaluations    *prometheus.CounterVec
@@ -51,9 +51,10 @@ func newMetrics(d *Daemon) *metrics {
 		sessionsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "qodwatch_sessions_ended_total", Help: "QoD sessions ended, by why (released, terminated, expired).",
 		}, []string{"reason"}),
-		notifications: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "qodwatch_notifications_received_total", Help: "SESSION_TERMINATED notifications accepted.",
-		}),
+		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "qodwatch_notifications_total",
+			Help: "Notifications received, by what became of them: confirmed, contradicted (the API says the session is live: kept), unconfirmed (the check failed: kept), ignored, already_ended, or why they were rejected.",
+		}, []string{"result"}),
 		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "qodwatch_config_last_reload_successful", Help: "Whether the last configuration reload succeeded (1) or was refused (0).",
 		}),
@@ -78,6 +79,9 @@ func newMetrics(d *Daemon) *metrics {
 			Name: "qodwatch_policy_evaluations_total",
 			Help: "UE evaluations by the policy, by what triggered them: a new sample, a due time (the end of a for, cooldown, backoff, renewal), or the tick.",
 		}, []string{"trigger"}),
+	}
+	for _, r := range notificationResults {
+		m.notifications.WithLabelValues(r)
 	}
 	m.evalSample = m.evaluations.WithLabelValues("sample")
 	m.evalDue = m.evaluations.WithLabelValues("due")

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // maxNotificationBody caps what a caller can make us read; a QoD
@@ -32,62 +33,148 @@ type cloudEvent struct {
 	} `json:"data"`
 }
 
-// NotificationReceiver answers at …/notifications. It accepts only the token
-// the daemon handed out, as the `apikey` query parameter (v0.8.1) or a bearer
-// header (later CAMARA), compared in constant time.
+// Notice is what one notification says, whatever its wire format. A
+// notification is a hint, not the truth (issue 8): anyone holding the
+// token can send one, so the daemon confirms an end with GET before it
+// forgets a session.
+type Notice struct {
+	// TransactionID is the create's whose notificationUrl was called
+	// (.../tx/{transaction id}/notifications); "" if the path has none.
+	TransactionID string
+	SessionID     string
+	// Event is the event as sent, for the log.
+	Event string
+	// Terminated says the event reports the session's end.
+	Terminated bool
+}
+
+// NoticeDecoder turns an authorized request and its body into a Notice.
+// A second wire format is a second decoder: DecodeNotice tries the
+// formats qodwatch knows.
+type NoticeDecoder func(r *http.Request, body []byte) (Notice, error)
+
+// DecodeNotice reads the transaction id from the path and the session and
+// event from a v0.8.1 body or a CloudEvent.
+func DecodeNotice(r *http.Request, body []byte) (Notice, error) {
+	id, event, terminated, err := parseNotification(body)
+	if err != nil {
+		return Notice{}, err
+	}
+	return Notice{TransactionID: transactionIDOf(r.URL.Path), SessionID: id, Event: event, Terminated: terminated}, nil
+}
+
+// Reasons a notification is rejected, as counted in
+// qodwatch_notifications_total{result}.
+const (
+	rejectMethod           = "method_not_allowed"
+	rejectUnauthorized     = "unauthorized"
+	rejectTooLarge         = "too_large"
+	rejectMalformed        = "malformed"
+	rejectWrongPath        = "wrong_path"        // no /tx/{transaction id}/ in the path
+	rejectWrongTransaction = "wrong_transaction" // not the path of that session's create
+	rejectUnknownSession   = "unknown_session"   // neither held nor the session of an open create
+)
+
+// NotificationReceiver answers at …/tx/{transaction id}/notifications. It
+// accepts only the token the daemon handed out, as the `apikey` query
+// parameter (v0.8.1) or a bearer header (later CAMARA), compared in
+// constant time; what it accepts it hands to Handle. Rejections are
+// counted and logged at most once per minute per reason, with a count:
+// strangers must not be able to fill the log.
 type NotificationReceiver struct {
 	Token string
-	// OnTerminated is called for every SESSION_TERMINATED (or a CloudEvent
-	// saying the session became UNAVAILABLE).
-	OnTerminated func(sessionID string)
-	// OnSessionTerminated, if set, is called instead of OnTerminated, also
-	// with the transaction id of the create that asked for the session
-	// when the notification URL carries it (see the daemon's notification
-	// URLs: .../tx/{transaction id}/notifications), else "".
-	OnSessionTerminated func(sessionID, transactionID string)
-	Logger              *slog.Logger
 	// Mode limits where the token may be: "apikey", "bearer", or "" / "any"
 	// for either.
-	Mode string
+	Mode   string
+	Logger *slog.Logger
+	// Decode reads a notification; nil is DecodeNotice.
+	Decode NoticeDecoder
+	// Handle gets every authorized, well-formed notice with a transaction
+	// id, and returns "" if it accepts it or the reason it rejects it.
+	Handle func(Notice) (reject string)
+	// Count, if set, counts each rejection by reason.
+	Count func(result string)
+	// Now replaces time.Now for the log limit.
+	Now func() time.Time
+
+	limit logLimiter
 }
 
 func (n *NotificationReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		n.reject(w, r, rejectMethod, http.StatusMethodNotAllowed, nil)
 		return
 	}
 	if !n.authorized(r) {
-		n.logger().Warn("notification refused: bad or missing token", "remote", r.RemoteAddr)
-		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		n.reject(w, r, rejectUnauthorized, http.StatusUnauthorized, nil)
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxNotificationBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
+			n.reject(w, r, rejectTooLarge, http.StatusRequestEntityTooLarge, nil)
 			return
 		}
-		http.Error(w, "read body", http.StatusBadRequest)
+		n.reject(w, r, rejectMalformed, http.StatusBadRequest, err)
 		return
 	}
-	id, terminated, err := parseNotification(body)
+	decode := n.Decode
+	if decode == nil {
+		decode = DecodeNotice
+	}
+	notice, err := decode(r, body)
 	if err != nil {
-		n.logger().Warn("notification refused: malformed body", "err", err)
-		http.Error(w, "malformed notification", http.StatusBadRequest)
+		n.reject(w, r, rejectMalformed, http.StatusBadRequest, err)
 		return
 	}
-	txid := transactionIDOf(r.URL.Path)
-	n.logger().Info("notification received", "session_id", id, "terminated", terminated, "transaction_id", txid)
-	switch {
-	case !terminated:
-	case n.OnSessionTerminated != nil:
-		n.OnSessionTerminated(id, txid)
-	case n.OnTerminated != nil:
-		n.OnTerminated(id)
+	if notice.TransactionID == "" {
+		// Every create names its own URL: one without a transaction id
+		// was not handed out by this daemon.
+		n.reject(w, r, rejectWrongPath, http.StatusNotFound, nil)
+		return
+	}
+	n.logger().Info("notification received", "session_id", notice.SessionID, "event", notice.Event,
+		"terminated", notice.Terminated, "transaction_id", notice.TransactionID)
+	if n.Handle != nil {
+		if why := n.Handle(notice); why != "" {
+			n.reject(w, r, why, http.StatusNotFound, nil)
+			return
+		}
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// reject answers, counts and (rate-limited) logs one refused notification.
+func (n *NotificationReceiver) reject(w http.ResponseWriter, r *http.Request, reason string, status int, err error) {
+	if n.Count != nil {
+		n.Count(reason)
+	}
+	if count, ok := n.limit.allow(reason, n.now()); ok {
+		args := []any{"reason", reason, "count", count, "remote", r.RemoteAddr}
+		if err != nil {
+			args = append(args, "err", err)
+		}
+		n.logger().Warn("notification refused (logged at most once a minute per reason; count is how many since the last line)", args...)
+	}
+	http.Error(w, strings.ReplaceAll(reason, "_", " "), status)
+}
+
+// FlushLog logs the rejections counted but not logged yet once their
+// minute is over, so the last burst is not left unsaid.
+func (n *NotificationReceiver) FlushLog() {
+	for _, p := range n.limit.due(n.now()) {
+		n.logger().Warn("notification refused (logged at most once a minute per reason; count is how many since the last line)",
+			"reason", p.reason, "count", p.count)
+	}
+}
+
+func (n *NotificationReceiver) now() time.Time {
+	if n.Now != nil {
+		return n.Now()
+	}
+	return time.Now()
 }
 
 func (n *NotificationReceiver) authorized(r *http.Request) bool {
@@ -141,23 +228,27 @@ func (n *NotificationReceiver) logger() *slog.Logger {
 	return n.Logger
 }
 
-func parseNotification(body []byte) (sessionID string, terminated bool, err error) {
+func parseNotification(body []byte) (sessionID, event string, terminated bool, err error) {
 	var plain Notification
 	if err := json.Unmarshal(body, &plain); err != nil {
-		return "", false, err
+		return "", "", false, err
 	}
 	if plain.SessionID != "" {
-		return plain.SessionID, plain.Event == "SESSION_TERMINATED", nil
+		return plain.SessionID, plain.Event, plain.Event == "SESSION_TERMINATED", nil
 	}
 	var ce cloudEvent
 	if err := json.Unmarshal(body, &ce); err != nil {
-		return "", false, err
+		return "", "", false, err
 	}
 	if ce.Data.SessionID == "" {
-		return "", false, errors.New("no sessionId")
+		return "", "", false, errors.New("no sessionId")
 	}
 	terminated = ce.Data.Event == "SESSION_TERMINATED" ||
 		ce.Data.QoSStatus == "UNAVAILABLE" ||
 		strings.HasSuffix(ce.Type, "session-terminated")
-	return ce.Data.SessionID, terminated, nil
+	event = ce.Type
+	if ce.Data.QoSStatus != "" {
+		event += " " + ce.Data.QoSStatus
+	}
+	return ce.Data.SessionID, event, terminated, nil
 }

@@ -203,7 +203,7 @@ func (d *Daemon) open(op sessionOp) {
 	log.Info("session opened", "session_id", s.ID, "expires_at", s.ExpiresAt, "decision", op.dec.Kind.String())
 	d.mu.Lock()
 	now := d.now()
-	if err := d.opened(now, op.dec.UE, policy.Session{ID: s.ID, QoS: s.QoS, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt}); err != nil {
+	if err := d.opened(now, op.dec.UE, policy.Session{ID: s.ID, QoS: s.QoS, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt}, txid); err != nil {
 		// A second session for the UE: end it rather than pay twice.
 		log.Error("policy refused the new session; ending it", "session_id", s.ID, "err", err)
 		d.mu.Unlock()
@@ -416,155 +416,6 @@ func endReason(s policy.Session, now time.Time) policy.EndReason {
 	return policy.EndTerminated
 }
 
-// sessionTerminated handles a SESSION_TERMINATED notification. txid is
-// the transaction id of the create that asked for it, from the path of the
-// notification URL (empty for sessions made without one).
-func (d *Daemon) sessionTerminated(id, txid string) {
-	if d.ops.isFinished() {
-		// Nothing may change once Run has returned; the next start
-		// checks every stored session with GET.
-		d.log.Info("notification after shutdown; left to the next start", "session_id", id)
-		return
-	}
-	d.metrics.notifications.Inc()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	now := d.now()
-	for _, st := range d.engine.Statuses(nil) {
-		if st.HasSession && st.Session.ID == id {
-			why := endReason(st.Session, now)
-			d.log.Warn("session ended by the network (notification)", "ue", st.UE, "session_id", id, "reason", why.String())
-			d.ended(now, st.UE, id, why)
-			return
-		}
-	}
-	if _, seen := d.gone[id]; seen {
-		d.log.Debug("notification for a session already ended", "session_id", id)
-		return
-	}
-	// A session we don't hold: perhaps one whose create answer was lost,
-	// or one whose answer is still on its way. Its end is remembered, and
-	// settles the suspicion for its UE.
-	d.gone[id] = now
-	if d.store == nil || d.cfg.DryRun {
-		return
-	}
-	if txid != "" {
-		d.ops.goWrite(func() { d.settleIntent(id, txid) })
-		return
-	}
-	api := d.api
-	if !d.ops.goAPI(func() { d.lookUpUnknown(api, id) }) {
-		d.log.Info("notification for an unknown session while stopping; left to the next start", "session_id", id)
-	}
-}
-
-// settleIntent handles the end of a session the daemon does not hold,
-// made by the create with transaction id txid. If that create's answer was
-// lost, its UE is suspected of holding a session: now the session is known
-// and over, so it is counted as opened and ended by the network (cooldown
-// included), and the intent is dropped.
-func (d *Daemon) settleIntent(id, txid string) {
-	st, err := d.store.Load()
-	if err != nil {
-		d.log.Error("state file unreadable; notification not settled", "session_id", id, "err", err)
-		return
-	}
-	var in Intent
-	found := false
-	for _, x := range st.Intents {
-		if x.TransactionID == txid {
-			in, found = x, true
-		}
-	}
-	if !found {
-		d.log.Info("notification for a session this daemon does not hold; ignored", "session_id", id, "transaction_id", txid)
-		return
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	log := d.log.With("ue", in.UE, "session_id", id, "transaction_id", txid)
-	if d.isBusy(in.UE) {
-		// Its create is still waiting for an answer, which will find the
-		// session among the ended ones.
-		return
-	}
-	now := d.now()
-	others := false
-	for _, x := range st.Intents {
-		others = others || (x.UE == in.UE && x.TransactionID != txid && now.Before(x.Until))
-	}
-	cur, known := d.engine.Status(in.UE)
-	if known && cur.State == policy.StateUncertain && !cur.HasSession && !others {
-		err := d.opened(now, in.UE, policy.Session{ID: id, QoS: in.QoS, StartedAt: in.SentAt, ExpiresAt: in.Until})
-		if err != nil {
-			log.Warn("policy refused the session of a lost create answer", "err", err)
-		} else {
-			d.metrics.sessionsOpened.WithLabelValues(in.QoS).Inc()
-			// It started after the intent was sent; an end reported at
-			// its duration from then is its expiry.
-			why := endReason(policy.Session{ExpiresAt: in.SentAt.Add(time.Duration(in.Duration) * time.Second)}, now)
-			log.Warn("session ended by the network (notification); it was made by a create whose answer was lost, and the UE is no longer suspected of holding one", "reason", why.String())
-			d.ended(now, in.UE, id, why)
-		}
-	}
-	d.persistAsync(func(s *State) { s.DropIntent(txid) })
-}
-
-// lookUpUnknown handles a notification naming a session the daemon does
-// not hold, with no transaction id to tie it to a create: if the operator
-// still has it and it belongs to a UE suspected of holding one, it is
-// adopted.
-func (d *Daemon) lookUpUnknown(api SessionAPI, id string) {
-	txid := qodclient.NewTransactionID()
-	ctx, cancel := context.WithTimeout(qodclient.WithTransactionID(d.opsCtx, txid), d.callTimeout())
-	defer cancel()
-	info, err := api.Get(ctx, id)
-	d.countAPI("get", err)
-	switch {
-	case errors.Is(err, qodclient.ErrNotFound):
-		d.log.Info("notification for a session this daemon does not hold; ignored", "session_id", id)
-		return
-	case err != nil:
-		d.log.Warn("notification for an unknown session; could not look it up", "session_id", id, "transaction_id", txid, "err", err)
-		return
-	}
-	st, err := d.store.Load()
-	if err != nil {
-		d.log.Error("state file unreadable", "err", err)
-		return
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for i := range d.cfg.UEs {
-		ue := &d.cfg.UEs[i]
-		if !sameUE(ue, info.UeID) {
-			continue
-		}
-		in, ok := st.IntentFor(ue.Name)
-		cur, known := d.engine.Status(ue.Name)
-		if !ok || !known || cur.State != policy.StateUncertain || cur.HasSession || d.isBusy(ue.Name) {
-			d.log.Info("notification for a session this daemon does not hold; ignored", "session_id", id, "ue", ue.Name)
-			return
-		}
-		// It started after the intent was written and was answered, if at
-		// all, within one call's time.
-		s := Session{UE: ue.Name, ID: id, QoS: string(info.QoS), StartedAt: in.SentAt,
-			ExpiresAt:     in.SentAt.Add(grantedDuration(info, time.Duration(in.Duration)*time.Second) + d.callTimeoutLocked()),
-			TransactionID: in.TransactionID, Origin: "daemon"}
-		if err := d.opened(d.now(), ue.Name, policy.Session{ID: s.ID, QoS: s.QoS, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt}); err != nil {
-			d.log.Warn("policy refused the session of a lost create answer", "ue", ue.Name, "session_id", id, "err", err)
-			return
-		}
-		delete(d.gone, id)
-		d.metrics.sessionsOpened.WithLabelValues(s.QoS).Inc()
-		d.log.Info("adopted the session of a lost create answer, named by a notification", "ue", ue.Name, "session_id", id)
-		d.persistAsync(func(st *State) { st.AddSession(s) })
-		return
-	}
-	d.log.Info("notification for a session of no configured UE; ignored", "session_id", id)
-}
-
 func sameUE(ue *config.UE, id qodclient.UeID) bool {
 	return (id.MSISDN != "" && id.MSISDN == ue.MSISDN) ||
 		(id.ExternalID != "" && id.ExternalID == ue.ExternalID) ||
@@ -622,7 +473,7 @@ func (d *Daemon) restore(ctx context.Context) error {
 		d.mu.Lock()
 		_, known := d.cfg.UE(s.UE)
 		if known {
-			err = d.adopt(now, s.UE, policy.Session{ID: s.ID, QoS: s.QoS, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt})
+			err = d.adopt(now, s.UE, policy.Session{ID: s.ID, QoS: s.QoS, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt}, s.TransactionID)
 		}
 		d.mu.Unlock()
 		switch {
@@ -678,7 +529,7 @@ func (d *Daemon) dryRun(dec policy.Decision) {
 	open := func() {
 		d.dryRunSeq++
 		id := fmt.Sprintf("dry-run-%d", d.dryRunSeq)
-		_ = d.opened(now, dec.UE, policy.Session{ID: id, QoS: dec.QoS, StartedAt: now, ExpiresAt: now.Add(dec.Duration)})
+		_ = d.opened(now, dec.UE, policy.Session{ID: id, QoS: dec.QoS, StartedAt: now, ExpiresAt: now.Add(dec.Duration)}, "")
 		d.log.Info("dry run: session not bought", "ue", dec.UE, "qos", dec.QoS, "session_id", id)
 	}
 	switch dec.Kind {
@@ -756,7 +607,7 @@ func (d *Daemon) syncFromStateFile() {
 			if !s.ExpiresAt.IsZero() && !now.Before(s.ExpiresAt) {
 				continue
 			}
-			if err := d.opened(now, s.UE, policy.Session{ID: s.ID, QoS: s.QoS, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt}); err != nil {
+			if err := d.opened(now, s.UE, policy.Session{ID: s.ID, QoS: s.QoS, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt}, s.TransactionID); err != nil {
 				d.log.Warn("state file lists a session the policy cannot adopt", "ue", s.UE, "session_id", s.ID, "err", err)
 				continue
 			}

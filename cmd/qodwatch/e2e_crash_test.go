@@ -298,30 +298,39 @@ func (r *rig) listShowsPossiblyHeld() {
 }
 
 // A notification lands just before the daemon stops: the receiver serves
-// until Run has returned, so the notification's work (a lookup of the
-// unknown session, slow here) is still in flight when the shutdown waits for
-// the work in flight, and must not race that wait (under -race a race exits
-// 66). The timing is the point, so it is tried a few times.
+// until Run has returned, so the notification's work (the GET that checks
+// the end it reports, slow here) is still in flight when the shutdown waits
+// for the work in flight, and must not race that wait (under -race a race
+// exits 66). The timing is the point, so it is tried a few times.
 func TestE2ENotificationDuringShutdown(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, rigOptions{})
+	r := newRig(t, rigOptions{KeepOnShutdown: true})
 	r.sim.SetFaults(qodsim.Faults{Latency: 500 * time.Millisecond})
+	r.ue("ue-a").target.setBad(true)
 	for attempt := range 3 {
 		d := r.start(fmt.Sprintf("qodwatch #%d", attempt+1))
+		st := d.waitState("ue-a", 20*time.Second, "active")
 		token, err := os.ReadFile(filepath.Join(r.stateDir, "notification-token"))
 		if err != nil {
 			t.Fatalf("the daemon keeps its generated notification token in the state dir: %v", err)
 		}
-		url := "http://" + r.notifyAddr + "/callbacks/notifications?apikey=" + strings.TrimSpace(string(token))
-		body := fmt.Sprintf(`{"sessionId":"00000000-0000-4000-8000-%012d","event":"SESSION_TERMINATED"}`, attempt)
+		s, ok := r.sessionFor("ue-a")
+		if !ok || s.ID != st.SessionID {
+			t.Fatalf("state file %+v, daemon holds %s", s, st.SessionID)
+		}
+		url := "http://" + r.notifyAddr + "/callbacks/tx/" + s.TransactionID + "/notifications?apikey=" + strings.TrimSpace(string(token))
+		body := fmt.Sprintf(`{"sessionId":%q,"event":"SESSION_TERMINATED"}`, s.ID)
 		resp, err := httpClient.Post(url, "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusNoContent {
-			t.Fatalf("a notification for an unknown session: %s, want 204", resp.Status)
+			t.Fatalf("a notification for the held session: %s, want 204", resp.Status)
 		}
 		d.stop()
+	}
+	if n := r.posts(); n != 1 {
+		t.Fatalf("%d POST /sessions, want 1: the live session is kept and adopted by each start", n)
 	}
 }
