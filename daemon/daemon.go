@@ -116,6 +116,8 @@ type Daemon struct {
 	dryRunSeq   int
 	abortErr    error // why the daemon is stopping on a failure; sessions are then kept
 
+	history decisionLog // the last decisions per UE, for the status page
+
 	ops    *opTracker
 	opsCtx context.Context // API calls; outlives the run context by the grace period
 	stopOp context.CancelFunc
@@ -670,6 +672,7 @@ func (d *Daemon) apply(cfg *config.Config) error {
 			delete(d.obsProm, st.UE)
 		}
 	}
+	d.history.keep(ueNames(cfg))
 	if d.runCtx != nil {
 		// Outside d.mu's callers: the engine start only touches icmpMu.
 		go func() {

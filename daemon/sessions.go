@@ -21,6 +21,7 @@ const qodMaxDuration = 24 * time.Hour
 
 // dispatch starts what a decision asks for. The caller holds d.mu.
 func (d *Daemon) dispatch(dec policy.Decision) {
+	d.history.note(dec)
 	d.metrics.decisions.WithLabelValues(dec.Kind.String()).Inc()
 	d.log.Info("decision", "ue", dec.UE, "decision", dec.Kind.String(), "rule", dec.Rule,
 		"qos", dec.QoS, "duration", dec.Duration, "session_id", dec.SessionID, "reason", dec.Reason)

@@ -184,6 +184,26 @@ func (m *Monitor) Failures(ue string) []ProbeFailure {
 	return out
 }
 
+// Failing reports whether some probe of ue cannot measure now: cheaper
+// than Failures, for sorting a fleet.
+func (m *Monitor) Failing(ue string) bool {
+	st := m.set.Load().byName[ue]
+	if st == nil {
+		return false
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.errs == nil {
+		return false
+	}
+	for k := range numKinds {
+		if st.errs.cur[k].since != 0 && st.kinds[k] {
+			return true
+		}
+	}
+	return false
+}
+
 // errorCount sums the errors of kind k for reason r over the UEs (tests).
 func (m *Monitor) errorCount(k kind, r int) uint64 {
 	var n uint64

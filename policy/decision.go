@@ -194,10 +194,14 @@ type Status struct {
 	Since      time.Time // when State began
 	Session    Session   // valid when HasSession
 	HasSession bool
-	Escalated  bool     // the session is at the rule's escalation profile
-	Waiting    string   // what the UE is waiting for now, for people
-	Last       Decision // the last decision other than None (zero if none yet)
-	Removed    bool     // removed from the config; kept until its session is gone
+	// HeldSince is when the first session of this run of sessions began:
+	// renewals and escalations replace the session, not the run. Zero
+	// without a session.
+	HeldSince time.Time
+	Escalated bool     // the session is at the rule's escalation profile
+	Waiting   string   // what the UE is waiting for now, for people
+	Last      Decision // the last decision other than None (zero if none yet)
+	Removed   bool     // removed from the config; kept until its session is gone
 	// Due is when the UE should be evaluated again even if its statistics
 	// do not change: the end of a breach's or a recovery's `for` (exactly
 	// since + for: an evaluation at that instant fires), of a cooldown,

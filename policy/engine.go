@@ -931,6 +931,12 @@ func (e *Engine) status(u *ue) Status {
 	if u.last != nil {
 		s.Last = *u.last
 	}
+	if u.has {
+		s.HeldSince = u.activeSince
+		if s.HeldSince.IsZero() {
+			s.HeldSince = u.sess.StartedAt
+		}
+	}
 	for _, g := range u.groups {
 		s.Groups = append(s.Groups, e.groupNames[g])
 	}
