@@ -223,6 +223,9 @@ func New(opts Options) (*Daemon, error) {
 	if err := d.reg.Register(d.metrics); err != nil {
 		return nil, err
 	}
+	if err := registerRuntimeCollectors(d.reg); err != nil {
+		return nil, err
+	}
 	// The monitor's per-UE families are written straight in the text format
 	// on /metrics (client_golang's path costs ~10x the time and memory at
 	// 10,000 UEs); it sits in a registry of its own for Gatherer.

@@ -1,11 +1,13 @@
 package daemon
 
 import (
+	"errors"
 	"runtime"
 	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/qodwatch/qodwatch/policy"
 )
@@ -148,4 +150,22 @@ func Version() string {
 		return bi.Main.Version
 	}
 	return "devel"
+}
+
+// registerRuntimeCollectors adds the go_* and process_* families every
+// exporter has and dashboards and alerts expect (issue 12). A registry
+// that has them already (a caller's) is fine.
+func registerRuntimeCollectors(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return err
+			}
+		}
+	}
+	return nil
 }

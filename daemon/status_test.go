@@ -189,6 +189,15 @@ tick: 100ms
 	if err := json.Unmarshal([]byte(body), &p2); err != nil || p2.Pages != 3 || len(p2.UEs) != 1 || p2.UEs[0].UE == "quiet-3" {
 		t.Errorf("page 2 of 1 per page: %v %s", err, body)
 	}
+	// The standard families of every exporter, beside the per-UE error.
+	_, metrics := get("/metrics")
+	for _, want := range []string{"go_goroutines ", "go_memstats_heap_inuse_bytes ", "process_resident_memory_bytes ", "process_start_time_seconds ",
+		`qodwatch_probe_errors_total{probe="tcp",reason="refused",ue="down-2"} `, `qodwatch_probe_failing_since_timestamp_seconds{probe="tcp",ue="down-2"} `} {
+		if !strings.Contains(metrics, "\n"+want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
 	// Every field is documented.
 	_, doc := get("/status.json?doc")
 	for _, line := range strings.Split(strings.TrimSpace(doc), "\n")[3:] {
