@@ -29,10 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"reflect"
-	"strings"
 	"sync"
 	"time"
 
@@ -294,35 +291,14 @@ func groups(ue *config.UE) []string {
 	return []string{ue.Group}
 }
 
-// loadNotifyToken reads the configured notification token, or keeps a
-// generated one in the state directory: sessions outlive the process, and
-// their notifications must still be accepted after a restart.
+// loadNotifyToken reads the configured notification token, or the one
+// kept in the state directory (see NotificationToken).
 func (d *Daemon) loadNotifyToken() error {
-	n := d.cfg.Notifications
-	if !n.Enabled() {
-		return nil
-	}
-	tok, ok, err := n.Token()
+	tok, _, err := NotificationToken(d.cfg)
 	if err != nil {
-		return fmt.Errorf("notifications.token: %w", err)
+		return err
 	}
-	if ok {
-		d.notifyToken = tok
-		return nil
-	}
-	if d.store == nil {
-		d.notifyToken = randomToken()
-		return nil
-	}
-	path := filepath.Join(d.cfg.StateDir, "notification-token")
-	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) >= 16 {
-		d.notifyToken = strings.TrimSpace(string(b))
-		return nil
-	}
-	d.notifyToken = randomToken()
-	if err := os.WriteFile(path, []byte(d.notifyToken+"\n"), 0o600); err != nil {
-		return fmt.Errorf("keep notification token: %w", err)
-	}
+	d.notifyToken = tok
 	return nil
 }
 

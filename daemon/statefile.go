@@ -69,6 +69,27 @@ func (s *State) SessionFor(ue string) (Session, bool) {
 	return Session{}, false
 }
 
+// SessionByID returns the session with the given id, if any.
+func (s *State) SessionByID(id string) (Session, bool) {
+	for _, x := range s.Sessions {
+		if x.ID == id {
+			return x, true
+		}
+	}
+	return Session{}, false
+}
+
+// OpenIntentFor returns an intent for ue whose possible session has not
+// run out at now, if any.
+func (s *State) OpenIntentFor(ue string, now time.Time) (Intent, bool) {
+	for _, x := range s.Intents {
+		if x.UE == ue && now.Before(x.Until) {
+			return x, true
+		}
+	}
+	return Intent{}, false
+}
+
 // IntentFor returns the newest open intent for ue, if any.
 func (s *State) IntentFor(ue string) (Intent, bool) {
 	var found Intent

@@ -20,14 +20,28 @@ const sessionsUsage = `usage: qodwatch sessions COMMAND --config.file FILE [flag
   list                               sessions in the state file, each checked with GET
   get ID                             one session as the API reports it
   create --ue NAME [--qos Q] [--duration D]
-                                     open a session for a configured UE (recorded in the state file)
-  end ID | --ue NAME                 end a session and forget it
+                                     open a session for a configured UE (recorded in the state file);
+                                     refused while the UE holds a session or a create for it is open
+  end ID | --ue NAME                 end a session of the state file and forget it
+
+Flags:
+  --config.file FILE   configuration file (default qodwatch.yaml)
+  --state.dir DIR      override state_dir of the config
+
+The commands share the daemon's state file, and work beside a running
+daemon: a session made here is adopted by it, and its notifications come
+to the daemon's receiver.
 `
 
 func cmdSessions(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, sessionsUsage)
 		return 2
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, sessionsUsage)
+		return 0
 	}
 	sub := args[0]
 	fs := flag.NewFlagSet("sessions "+sub, flag.ContinueOnError)
@@ -41,6 +55,10 @@ func cmdSessions(args []string, stdout, stderr io.Writer) int {
 	var positional []string
 	for rest := args[1:]; ; {
 		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprint(stdout, sessionsUsage)
+				return 0
+			}
 			return 2
 		}
 		if fs.NArg() == 0 {
@@ -167,26 +185,39 @@ func (t sessionTool) create(ctx context.Context, name, qos, duration string) err
 		}
 		dur = d
 	}
-	st, err := t.store.Load()
+	txid := qodclient.NewTransactionID()
+	req, err := daemon.CreateRequestFor(t.cfg, ue, qos, int(dur/time.Second), txid)
 	if err != nil {
 		return err
 	}
-	if s, ok := st.SessionFor(name); ok {
-		return fmt.Errorf("UE %q holds session %s already (end it first)", name, s.ID)
-	}
-	txid := qodclient.NewTransactionID()
 	now := time.Now()
 	intent := daemon.Intent{UE: name, QoS: qos, Duration: int(dur / time.Second), TransactionID: txid,
 		SentAt: now, Until: now.Add(dur + time.Minute), Origin: "cli"}
-	if _, err := t.store.Update(func(s *daemon.State) error { s.Intents = append(s.Intents, intent); return nil }); err != nil {
+	// The check and the intent are one locked update: a create checked
+	// against an older read could overtake the daemon's own create, or
+	// another CLI's, and buy a second session for the UE.
+	if _, err := t.store.Update(func(s *daemon.State) error {
+		if x, ok := s.SessionFor(name); ok {
+			return fmt.Errorf("UE %q holds session %s already (end it first)", name, x.ID)
+		}
+		if in, ok := s.OpenIntentFor(name, now); ok {
+			return fmt.Errorf("UE %q may hold a session already: a create by %s (transaction %s) is in flight or its outcome is unknown; nothing is bought for this UE until %s",
+				name, in.Origin, in.TransactionID, in.Until.UTC().Format(time.RFC3339))
+		}
+		s.Intents = append(s.Intents, intent)
+		return nil
+	}); err != nil {
 		return err
 	}
-	req := daemon.CreateRequest(ue, qos, int(dur/time.Second))
 	info, err := t.api.Create(qodclient.WithTransactionID(ctx, txid), req)
 	if err != nil {
-		if !errors.Is(err, qodclient.ErrUnknownOutcome) {
-			_, _ = t.store.Update(func(s *daemon.State) error { s.DropIntent(txid); return nil })
+		if errors.Is(err, qodclient.ErrUnknownOutcome) || errors.Is(err, qodclient.ErrConflict) {
+			// As the daemon does: the session may exist, so the intent
+			// stays and the UE counts as possibly holding one.
+			return fmt.Errorf("%w; the UE counts as possibly holding a session until %s (its intent stays in the state file)",
+				err, intent.Until.UTC().Format(time.RFC3339))
 		}
+		_, _ = t.store.Update(func(s *daemon.State) error { s.DropIntent(txid); return nil })
 		return err
 	}
 	// Times on this host's clock, as the daemon keeps them.
@@ -200,16 +231,19 @@ func (t sessionTool) create(ctx context.Context, name, qos, duration string) err
 }
 
 func (t sessionTool) end(ctx context.Context, id, name string) error {
+	st, err := t.store.Load()
+	if err != nil {
+		return err
+	}
 	if id == "" {
-		st, err := t.store.Load()
-		if err != nil {
-			return err
-		}
 		s, ok := st.SessionFor(name)
 		if !ok {
 			return fmt.Errorf("no session recorded for UE %q", name)
 		}
 		id = s.ID
+	} else if _, ok := st.SessionByID(id); !ok {
+		// A typo must not end someone else's session, nor say "ended".
+		return fmt.Errorf("no session %s in the state file %s (qodwatch sessions list shows them)", id, t.store.Path())
 	}
 	if err := t.api.Delete(ctx, id); err != nil {
 		return err
