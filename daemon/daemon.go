@@ -63,6 +63,10 @@ type Options struct {
 	Now func() time.Time
 	// ICMPMode chooses the ICMP socket kind (default: unprivileged, then raw).
 	ICMPMode icmp.Mode
+	// Adjust, if set, changes every config loaded from ConfigFile on
+	// reload as the caller changed Config (command-line flags that
+	// override the file), so a reload compares like with like.
+	Adjust func(*config.Config) error
 	// ShutdownGrace bounds how long calls in flight and releases on shutdown
 	// may take (default 30s).
 	ShutdownGrace time.Duration
@@ -567,64 +571,111 @@ func (d *Daemon) pruneGone(now time.Time) {
 
 // Reload rereads the config file. A config with any error is refused and
 // the old one keeps running; a valid one applies without dropping the
-// sessions or statistics of unchanged UEs.
+// sessions or statistics of unchanged UEs. Settings that only apply at a
+// restart are logged; ReloadReport names them.
 func (d *Daemon) Reload() error {
+	_, err := d.ReloadReport()
+	return err
+}
+
+// ReloadReport is what a reload did.
+type ReloadReport struct {
+	// Restart lists the changed settings the running daemon cannot take
+	// (they apply at the next restart), as "web.listen: OLD -> NEW".
+	Restart []string
+}
+
+// ReloadReport reloads as Reload does and says which changed settings
+// were not applied.
+func (d *Daemon) ReloadReport() (ReloadReport, error) {
 	if d.opts.ConfigFile == "" {
-		return errors.New("reload: the daemon was not started from a config file")
+		return ReloadReport{}, errors.New("reload: the daemon was not started from a config file")
 	}
 	// SIGHUP and POST /-/reload may come together; one at a time, or the
 	// monitor and the engine could end up with different configs.
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
 	cfg, err := config.Load(d.opts.ConfigFile)
+	if err == nil && d.opts.Adjust != nil {
+		err = d.opts.Adjust(cfg)
+	}
 	if err != nil {
 		d.metrics.reloadFailed()
 		d.log.Error("config reload refused; the old config keeps running", "file", d.opts.ConfigFile, "err", err)
-		return err
+		return ReloadReport{}, err
 	}
-	if err := d.apply(cfg); err != nil {
+	rep, err := d.apply(cfg)
+	if err != nil {
 		d.metrics.reloadFailed()
 		d.log.Error("config reload refused; the old config keeps running", "file", d.opts.ConfigFile, "err", err)
-		return err
+		return ReloadReport{}, err
 	}
 	d.metrics.reloadSucceeded(d.now())
 	d.log.Info("config reloaded", "file", d.opts.ConfigFile, "ues", len(cfg.UEs))
-	return nil
+	return rep, nil
 }
 
-func (d *Daemon) apply(cfg *config.Config) error {
+// restartOnly lists the settings of cfg that differ from the running
+// old's and that only a restart applies: the statistics window, the
+// notification receiver, the web server and the logger are built once.
+func (d *Daemon) restartOnly(old, cfg *config.Config) []string {
+	var out []string
+	change := func(name string, was, now any) {
+		out = append(out, fmt.Sprintf("%s: %v -> %v", name, was, now))
+	}
+	if w := window(cfg); w != 0 && w != d.mon.Window() {
+		change("defaults.window", d.mon.Window(), w)
+	}
+	if !reflect.DeepEqual(cfg.Notifications, old.Notifications) {
+		out = append(out, "notifications") // holds a token reference: no values
+	}
+	if cfg.Web.Listen != old.Web.Listen {
+		change("web.listen", old.Web.Listen, cfg.Web.Listen)
+	}
+	if cfg.Web.ConfigFile != old.Web.ConfigFile {
+		change("web.config_file", old.Web.ConfigFile, cfg.Web.ConfigFile)
+	}
+	if cfg.Log.Level != old.Log.Level {
+		change("log.level", old.Log.Level, cfg.Log.Level)
+	}
+	if cfg.Log.Format != old.Log.Format {
+		change("log.format", old.Log.Format, cfg.Log.Format)
+	}
+	return out
+}
+
+func (d *Daemon) apply(cfg *config.Config) (ReloadReport, error) {
 	d.mu.Lock()
 	old := d.cfg
 	d.mu.Unlock()
 	if cfg.StateDir != old.StateDir || cfg.DryRun != old.DryRun {
-		return errors.New("state_dir and dry_run cannot change on reload; restart the daemon")
+		return ReloadReport{}, errors.New("state_dir and dry_run cannot change on reload; restart the daemon")
 	}
-	// These are built once, at start; say so rather than seem to apply them.
-	if w := window(cfg); w != 0 && w != d.mon.Window() {
-		d.log.Warn("reload: a changed window applies at the next restart", "window", d.mon.Window(), "new_window", window(cfg))
+	// These are built once, at start; say so rather than seem to apply
+	// them. The running daemon keeps the old values.
+	rep := ReloadReport{Restart: d.restartOnly(old, cfg)}
+	for _, s := range rep.Restart {
+		d.log.Warn("reload: a changed setting applies at the next restart", "setting", s)
 	}
-	if !reflect.DeepEqual(cfg.Notifications, old.Notifications) {
-		d.log.Warn("reload: changed notification settings apply at the next restart")
-	}
-	if cfg.Web != old.Web {
-		d.log.Warn("reload: changed web settings apply at the next restart")
-	}
+	// The running daemon keeps what it was built with, so the next reload
+	// still reports the difference and status and logs tell the truth.
+	cfg.Web, cfg.Log, cfg.Notifications = old.Web, old.Log, old.Notifications
 	var api SessionAPI
 	if d.opts.API == nil && !cfg.DryRun && !reflect.DeepEqual(cfg.API, old.API) {
 		c, err := NewClient(cfg.API)
 		if err != nil {
-			return err
+			return ReloadReport{}, err
 		}
 		api = c
 	}
 	ues, err := monitorUEs(cfg)
 	if err != nil {
-		return err
+		return ReloadReport{}, err
 	}
 	// Samples of new UEs may come as soon as the monitor has them.
 	d.dirty.setUEs(append(ueNames(cfg), ueNames(old)...))
 	if err := d.mon.SetUEs(ues); err != nil {
-		return err
+		return ReloadReport{}, err
 	}
 
 	d.mu.Lock()
@@ -660,7 +711,7 @@ func (d *Daemon) apply(cfg *config.Config) error {
 			}
 		}()
 	}
-	return nil
+	return rep, nil
 }
 
 // Statuses reports every UE as the policy sees it.

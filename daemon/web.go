@@ -17,11 +17,7 @@ func (d *Daemon) Handler() http.Handler {
 			http.Error(w, "use POST to reload", http.StatusMethodNotAllowed)
 			return
 		}
-		if err := d.Reload(); err != nil {
-			http.Error(w, "reload refused: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		_, _ = w.Write([]byte("reloaded\n"))
+		d.serveReload(w)
 	})
 	mux.HandleFunc("/status.json", d.serveStatusJSON) // see status.go
 	mux.HandleFunc("/{$}", d.serveStatusPage)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -134,5 +135,34 @@ func TestE2EReloadOnSIGHUP(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("POST /-/reload with a broken config: %s, want 400", resp.Status)
 	}
+	// Settings only a restart applies: the rest is applied, the answer
+	// names them and is not a 2xx, and it keeps saying so until a restart.
+	r.writeConfig(r.config())
+	if good, err = os.ReadFile(r.cfgFile); err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(strings.Replace(string(good), "level: debug", "level: info", 1), "window: 1s", "window: 2s", 1)
+	for range 2 {
+		r.writeConfigText(changed)
+		code, body := postReload(t, d.url("/-/reload"))
+		if code != http.StatusConflict || !strings.Contains(body, "log.level: DEBUG -> INFO") || !strings.Contains(body, "defaults.window: 1s -> 2s") {
+			t.Errorf("POST /-/reload with a changed log level and window: %d %q, want 409 naming both", code, body)
+		}
+	}
+	r.writeConfigText(string(good))
+	if code, body := postReload(t, d.url("/-/reload")); code != http.StatusOK || body != "reloaded\n" {
+		t.Errorf("POST /-/reload with the running settings: %d %q, want 200 reloaded", code, body)
+	}
 	d.stop()
+}
+
+func postReload(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := httpClient.Post(url, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

@@ -32,21 +32,28 @@ func cmdRun(args []string, stderr io.Writer) int {
 		printConfigError(stderr, *file, err)
 		return 2
 	}
-	if *stateDir != "" {
-		abs, err := filepath.Abs(*stateDir)
-		if err != nil {
-			fmt.Fprintf(stderr, "qodwatch: --state.dir: %v\n", err)
-			return 2
+	// The flags override the file, at start and at every reload alike.
+	adjust := func(c *config.Config) error {
+		if *stateDir != "" {
+			abs, err := filepath.Abs(*stateDir)
+			if err != nil {
+				return fmt.Errorf("--state.dir: %w", err)
+			}
+			c.StateDir = abs
 		}
-		cfg.StateDir = abs
+		if *webListen != "" {
+			c.Web.Listen = *webListen
+		}
+		return nil
 	}
-	if *webListen != "" {
-		cfg.Web.Listen = *webListen
+	if err := adjust(cfg); err != nil {
+		fmt.Fprintf(stderr, "qodwatch: %v\n", err)
+		return 2
 	}
 	log := newLogger(stderr, cfg.Log)
 	// New takes the state directory's lock first: a second daemon on it
 	// stops here, naming the holder, before it touches any session.
-	d, err := daemon.New(daemon.Options{Config: cfg, ConfigFile: *file, Logger: log})
+	d, err := daemon.New(daemon.Options{Config: cfg, ConfigFile: *file, Logger: log, Adjust: adjust})
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
