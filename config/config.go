@@ -67,6 +67,17 @@ type API struct {
 	PollInterval time.Duration
 	// MaxRetries is how often a failed call is retried (0: never).
 	MaxRetries int
+
+	// camara-v1 only.
+	// ProfilesURL is the QoS Profiles API root; "" derives it from BaseURL
+	// (…/quality-on-demand/v1 → …/qos-profiles/v1).
+	ProfilesURL string
+	// RequestedTimeout: a session still REQUESTED this long after its
+	// create was answered is deleted (the network is not providing it).
+	RequestedTimeout time.Duration
+	// SendNetworkAccessIdentifier sends external_id as the device's
+	// networkAccessIdentifier, which CAMARA v1.1 does not allow yet.
+	SendNetworkAccessIdentifier bool
 }
 
 // Auth types.

@@ -66,18 +66,21 @@ func (r *resolver) path(p string) string {
 
 // Defaults of the top-level settings.
 const (
-	defaultAPITimeout    = 10 * time.Second
-	defaultPollInterval  = time.Minute
-	defaultMaxRetries    = 3
-	maxRetries           = 10
-	defaultWebListen     = ":9467"
-	defaultNotifyListen  = ":9468"
-	defaultTick          = time.Second
-	defaultWindow        = 30 * time.Second
-	minNotificationToken = 16
-	dialectDevEdge       = "devedge"
-	dialectCAMARAv0      = "camara-v0"
-	dialectCAMARAv1      = "camara-v1"
+	defaultAPITimeout   = 10 * time.Second
+	defaultPollInterval = time.Minute
+	// defaultRequestedTimeout: a QoS session the network has not provided
+	// within two minutes is not coming; it is deleted and counted.
+	defaultRequestedTimeout = 2 * time.Minute
+	defaultMaxRetries       = 3
+	maxRetries              = 10
+	defaultWebListen        = ":9467"
+	defaultNotifyListen     = ":9468"
+	defaultTick             = time.Second
+	defaultWindow           = 30 * time.Second
+	minNotificationToken    = 16
+	dialectDevEdge          = "devedge"
+	dialectCAMARAv0         = "camara-v0"
+	dialectCAMARAv1         = "camara-v1"
 )
 
 func (r *resolver) resolve(raw *rawFile) *Config {
@@ -268,11 +271,12 @@ var hostNameRE = regexp.MustCompile(`^(?i:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(
 
 func (r *resolver) api(a *rawAPI, dry bool) API {
 	out := API{
-		Dialect:      dialectDevEdge,
-		Auth:         Auth{Type: AuthNone},
-		Timeout:      defaultAPITimeout,
-		PollInterval: defaultPollInterval,
-		MaxRetries:   defaultMaxRetries,
+		Dialect:          dialectDevEdge,
+		Auth:             Auth{Type: AuthNone},
+		Timeout:          defaultAPITimeout,
+		PollInterval:     defaultPollInterval,
+		RequestedTimeout: defaultRequestedTimeout,
+		MaxRetries:       defaultMaxRetries,
 	}
 	if a == nil {
 		if !dry && !r.d.bad["dry_run"] {
@@ -302,6 +306,20 @@ func (r *resolver) api(a *rawAPI, dry bool) API {
 		}
 	}
 	out.Auth = r.auth(&a.Auth)
+	out.RequestedTimeout = r.durationIn("api.requested_timeout", a.RequestedTimeout, defaultRequestedTimeout, time.Second, 24*time.Hour)
+	out.SendNetworkAccessIdentifier = a.SendNetworkAccessIdentifier
+	if a.ProfilesURL != "" {
+		if u, ok := r.httpURL("api.profiles_url", a.ProfilesURL); ok {
+			out.ProfilesURL = strings.TrimSuffix(u.String(), "/")
+		}
+	}
+	if out.Dialect != dialectCAMARAv1 {
+		for _, k := range []string{"profiles_url", "requested_timeout", "send_network_access_identifier"} {
+			if r.d.has("api." + k) {
+				r.warnAt("api."+k, "only the camara-v1 dialect uses this; %s ignores it", out.Dialect)
+			}
+		}
+	}
 	return out
 }
 

@@ -18,11 +18,13 @@ func NewClient(api config.API) (*qodclient.Client, error) {
 		return nil, err
 	}
 	return qodclient.New(qodclient.Config{
-		BaseURL: api.BaseURL,
-		Dialect: qodclient.Dialect(api.Dialect),
-		Auth:    auth,
-		Timeout: api.Timeout,
-		Retry:   qodclient.RetryPolicy{MaxAttempts: api.MaxRetries + 1},
+		BaseURL:                     api.BaseURL,
+		Dialect:                     qodclient.Dialect(api.Dialect),
+		Auth:                        auth,
+		Timeout:                     api.Timeout,
+		Retry:                       qodclient.RetryPolicy{MaxAttempts: api.MaxRetries + 1},
+		ProfilesURL:                 api.ProfilesURL,
+		SendNetworkAccessIdentifier: api.SendNetworkAccessIdentifier,
 	})
 }
 

@@ -115,7 +115,9 @@ type Daemon struct {
 	dueNames    []string
 	obsProm     map[string]map[string]policy.PromSample
 	dryRunSeq   int
-	abortErr    error // why the daemon is stopping on a failure; sessions are then kept
+	abortErr    error          // why the daemon is stopping on a failure; sessions are then kept
+	v1          camaraState    // qosStatus of held sessions (CAMARA v1)
+	v1metrics   *camaraMetrics // what only CAMARA v1 has
 
 	history decisionLog // the last decisions per UE, for the status page
 
@@ -227,6 +229,12 @@ func New(opts Options) (*Daemon, error) {
 	if err := registerRuntimeCollectors(d.reg); err != nil {
 		return nil, err
 	}
+	d.v1metrics = newCamaraMetrics(d)
+	for _, c := range d.v1metrics.collectors() {
+		if err := d.reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
 	// The monitor's per-UE families are written straight in the text format
 	// on /metrics (client_golang's path costs ~10x the time and memory at
 	// 10,000 UEs); it sits in a registry of its own for Gatherer.
@@ -327,6 +335,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.restore(ctx); err != nil {
 		return err
 	}
+	d.reconcileAtStart(ctx)
 	monDone := make(chan error, 1)
 	go func() { monDone <- d.mon.Run(ctx) }()
 
@@ -513,6 +522,7 @@ func (d *Daemon) adopt(now time.Time, ue string, s policy.Session, txid string) 
 // The caller holds d.mu.
 func (d *Daemon) ended(now time.Time, ue, id string, why policy.EndReason) {
 	d.gone[id] = now
+	d.v1.forget(id)
 	if err := d.engine.Ended(now, ue, id, why); err != nil {
 		d.log.Warn("policy refused session end", "ue", ue, "session_id", id, "err", err)
 	}

@@ -80,8 +80,33 @@ func (tg *target) firstBadReply() time.Time {
 	return time.Time{}
 }
 
+// dialect is an API dialect the end-to-end scenarios run in: each
+// scenario that both speak runs once per dialect (eachDialect), against
+// the simulator speaking that dialect.
+type dialect struct {
+	name string // api.dialect
+	v1   bool   // CAMARA v1: qosStatus, extend, retrieve-sessions, CloudEvents to an https sink
+}
+
+var (
+	devedge  = dialect{name: "devedge"}
+	camaraV1 = dialect{name: "camara-v1", v1: true}
+	dialects = []dialect{devedge, camaraV1}
+)
+
+// eachDialect runs scenario once per dialect, in parallel subtests.
+func eachDialect(t *testing.T, scenario func(t *testing.T, dl dialect)) {
+	for _, dl := range dialects {
+		t.Run(dl.name, func(t *testing.T) {
+			t.Parallel()
+			scenario(t, dl)
+		})
+	}
+}
+
 // spec describes a test config; yaml renders it.
 type spec struct {
+	dialect      string // api.dialect; "" is devedge
 	apiURL       string
 	auth         string // YAML flow mapping for api.auth
 	apiTimeout   string
@@ -107,6 +132,8 @@ type spec struct {
 	stateDir     string
 	dryRun       bool
 	extraFiles   string // directory for secret files
+	// requestedTimeout is api.requested_timeout (camara-v1); "" for the default.
+	requestedTimeout string
 }
 
 type ueSpec struct {
@@ -118,8 +145,15 @@ type ueSpec struct {
 func (s *spec) yaml(t *testing.T) string {
 	var b strings.Builder
 	if s.apiURL != "" {
-		fmt.Fprintf(&b, "api:\n  base_url: %q\n  dialect: devedge\n  auth: %s\n  timeout: %s\n  poll_interval: %s\n  max_retries: %d\n",
-			s.apiURL, s.auth, s.apiTimeout, s.pollInterval, s.maxRetries)
+		dl := s.dialect
+		if dl == "" {
+			dl = devedge.name
+		}
+		fmt.Fprintf(&b, "api:\n  base_url: %q\n  dialect: %s\n  auth: %s\n  timeout: %s\n  poll_interval: %s\n  max_retries: %d\n",
+			s.apiURL, dl, s.auth, s.apiTimeout, s.pollInterval, s.maxRetries)
+		if s.requestedTimeout != "" {
+			fmt.Fprintf(&b, "  requested_timeout: %s\n", s.requestedTimeout)
+		}
 	}
 	if s.notifyURL != "" {
 		fmt.Fprintf(&b, "notifications:\n  public_url: %q\n  listen: %q\n", s.notifyURL, s.notifyListen)
@@ -181,14 +215,16 @@ type env struct {
 	spec    spec
 	logs    *syncBuffer
 
+	dialect  dialect
 	notifyLn net.Listener
-	receiver atomic.Pointer[http.Handler] // the running daemon's
+	receiver *atomic.Pointer[http.Handler] // the running daemon's
 
 	mu      sync.Mutex
 	running *running
 }
 
 type envOptions struct {
+	dialect dialect // the zero value is devedge
 	sim     qodsim.Options
 	simSkew time.Duration // the operator's clock minus ours
 	ues     int
@@ -204,12 +240,38 @@ func newEnv(t *testing.T, o envOptions) *env {
 		skew := o.simSkew
 		o.sim.Now = func() time.Time { return time.Now().Add(skew) }
 	}
+	// The receiver's port outlives daemon restarts, as a proxy in front of
+	// the daemon would. CAMARA v1 sends events only to https sinks: there
+	// the proxy terminates TLS, with a certificate the simulator trusts.
+	var receiver atomic.Pointer[http.Handler]
+	var notifySrv *httptest.Server
+	if o.notify {
+		notifySrv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h := receiver.Load()
+			if h == nil {
+				http.Error(w, "no daemon running", http.StatusServiceUnavailable)
+				return
+			}
+			(*h).ServeHTTP(w, r)
+		}))
+		if o.dialect.v1 {
+			notifySrv.StartTLS()
+			o.sim.HTTPClient = notifySrv.Client()
+		} else {
+			notifySrv.Start()
+		}
+		t.Cleanup(notifySrv.Close)
+	}
+	if o.dialect.v1 {
+		o.sim.Dialect = qodsim.DialectCAMARAv1
+	}
 	sim := qodsim.NewServer(o.sim)
 	t.Cleanup(sim.Close)
-	e := &env{t: t, sim: sim, simSkew: o.simSkew, targets: map[string]*target{}, logs: &syncBuffer{}}
+	e := &env{t: t, sim: sim, simSkew: o.simSkew, dialect: o.dialect, targets: map[string]*target{}, logs: &syncBuffer{}, receiver: &receiver}
 	dir := t.TempDir()
 	e.spec = spec{
-		apiURL: sim.URL, auth: "{type: none}", apiTimeout: "2s", pollInterval: "1s", maxRetries: 1,
+		dialect: o.dialect.name,
+		apiURL:  sim.URL, auth: "{type: none}", apiTimeout: "2s", pollInterval: "1s", maxRetries: 1,
 		breach: "latency_p50 > 40ms", breachFor: "500ms", recover: "latency_p50 < 20ms", window: "1s", interval: "100ms", timeout: "100ms", tick: "50ms",
 		duration: "1m", minSession: "0s", cooldown: "1s",
 		stateDir: filepath.Join(dir, "state"), extraFiles: dir,
@@ -220,24 +282,10 @@ func newEnv(t *testing.T, o envOptions) *env {
 		e.targets[name] = tg
 		e.spec.ues = append(e.spec.ues, ueSpec{name: name, ipv4: fmt.Sprintf("198.51.100.%d", i+1), url: tg.srv.URL + "/"})
 	}
-	if o.notify {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.notifyLn = ln
-		srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			h := e.receiver.Load()
-			if h == nil {
-				http.Error(w, "no daemon running", http.StatusServiceUnavailable)
-				return
-			}
-			(*h).ServeHTTP(w, r)
-		})}
-		go func() { _ = srv.Serve(ln) }()
-		t.Cleanup(func() { _ = srv.Close() })
-		e.spec.notifyURL = "http://" + ln.Addr().String() + "/qodwatch"
-		e.spec.notifyListen = ln.Addr().String()
+	if notifySrv != nil {
+		e.notifyLn = notifySrv.Listener
+		e.spec.notifyURL = notifySrv.URL + "/qodwatch"
+		e.spec.notifyListen = notifySrv.Listener.Addr().String()
 	}
 	t.Cleanup(func() {
 		e.mu.Lock()
@@ -352,7 +400,9 @@ func (r *running) metric(t *testing.T, name string, labels ...string) float64 {
 // tally is the simulator's request log summed up.
 type tally struct {
 	posts     int         // POST /sessions sent
-	created   int         // answered 200 or dropped after creating
+	created   int         // answered 200 (DevEdge), 201 (CAMARA v1) or dropped after creating
+	extends   int         // POST /sessions/{id}/extend answered 200
+	retrieves int         // POST /retrieve-sessions answered 200
 	deletes   int         // DELETE answered 204
 	gets      int         // GET /sessions/{id}
 	conflicts int         // 409 answers
@@ -368,9 +418,13 @@ func (e *env) tally() tally {
 		case r.Method == http.MethodPost && isSessions:
 			t.posts++
 			t.postTimes = append(t.postTimes, r.At)
-			if r.Status == http.StatusOK || r.Status == 0 {
+			if r.Status == http.StatusOK || r.Status == http.StatusCreated || r.Status == 0 {
 				t.created++
 			}
+		case r.Method == http.MethodPost && strings.HasSuffix(r.Path, "/extend") && r.Status == http.StatusOK:
+			t.extends++
+		case r.Method == http.MethodPost && strings.HasSuffix(r.Path, "/retrieve-sessions") && r.Status == http.StatusOK:
+			t.retrieves++
 		case r.Method == http.MethodDelete && r.Status == http.StatusNoContent:
 			t.deletes++
 		case r.Method == http.MethodGet && strings.Contains(r.Path, "/sessions/"):
@@ -387,17 +441,25 @@ func (e *env) tally() tally {
 }
 
 func (t tally) String() string {
-	return fmt.Sprintf("posts=%d created=%d deletes=%d gets=%d conflicts=%d failed=%d", t.posts, t.created, t.deletes, t.gets, t.conflicts, t.failed)
+	return fmt.Sprintf("posts=%d created=%d extends=%d retrieves=%d deletes=%d gets=%d conflicts=%d failed=%d",
+		t.posts, t.created, t.extends, t.retrieves, t.deletes, t.gets, t.conflicts, t.failed)
 }
 
 // live returns the simulator's live sessions, leaving out those whose
-// time is up but which its sweeper has not ended yet.
+// time is up but which its sweeper has not ended yet. A CAMARA v1 session
+// is live while REQUESTED (bought, no expiry yet) and while UNAVAILABLE
+// after the network ended it (it holds the device until deleted).
 func (e *env) live() []qodsim.Session {
 	now := time.Now().Add(e.simSkew)
 	var out []qodsim.Session
 	for _, s := range e.sim.Sessions() {
-		if s.ExpiresAt.After(now) {
+		switch s.QoSStatus {
+		case qodsim.StatusRequested, qodsim.StatusUnavailable:
 			out = append(out, s)
+		default:
+			if s.ExpiresAt.After(now) {
+				out = append(out, s)
+			}
 		}
 	}
 	return out

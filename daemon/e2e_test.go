@@ -30,25 +30,37 @@ import (
 // ended: one POST, one DELETE, nothing live, nothing left in the state file.
 func TestE2EBreachOpenRecoverRelease(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{})
-	r := e.start(e.spec.parse(t), "")
-	e.ue(1).bad()
-	id := e.waitSession(r, "ue-1")
-	if st := e.state(); len(st.Sessions) != 1 || st.Sessions[0].ID != id || st.Sessions[0].UE != "ue-1" {
-		t.Fatalf("state file while the session is held: %+v", st)
-	}
-	e.ue(1).good()
-	e.waitNoSession(r, "ue-1")
-	if err := r.stop(t); err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	got := e.tally()
-	if got.posts != 1 || got.created != 1 || got.deletes != 1 || got.conflicts != 0 {
-		t.Fatalf("simulator saw %s; want one create and one delete", got)
-	}
-	if st := e.state(); len(st.Sessions) != 0 || len(st.Intents) != 0 {
-		t.Fatalf("state file at the end: %+v", st)
-	}
+	eachDialect(t, func(t *testing.T, dl dialect) {
+		e := newEnv(t, envOptions{dialect: dl, notify: dl.v1})
+		r := e.start(e.spec.parse(t), "")
+		e.ue(1).bad()
+		id := e.waitSession(r, "ue-1")
+		if st := e.state(); len(st.Sessions) != 1 || st.Sessions[0].ID != id || st.Sessions[0].UE != "ue-1" {
+			t.Fatalf("state file while the session is held: %+v", st)
+		}
+		if dl.v1 {
+			// Bought at REQUESTED, boosting once the network says AVAILABLE
+			// (by CloudEvent at the sink, confirmed by GET).
+			e.eventually("the session available", func() bool {
+				return r.metric(t, "qodwatch_sessions_available") == 1
+			})
+		}
+		e.ue(1).good()
+		e.waitNoSession(r, "ue-1")
+		if err := r.stop(t); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		got := e.tally()
+		if got.posts != 1 || got.created != 1 || got.deletes != 1 || got.conflicts != 0 {
+			t.Fatalf("simulator saw %s; want one create and one delete", got)
+		}
+		if st := e.state(); len(st.Sessions) != 0 || len(st.Intents) != 0 {
+			t.Fatalf("state file at the end: %+v", st)
+		}
+		if r.metric(t, "qodwatch_sessions_available") != 0 {
+			t.Fatal("an ended session still counts as available")
+		}
+	})
 }
 
 // The network ends a session while the UE is still bad. The daemon notices
@@ -56,64 +68,75 @@ func TestE2EBreachOpenRecoverRelease(t *testing.T) {
 // opens a new session only after the cooldown.
 func TestE2ENetworkTermination(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name   string
-		notify bool
-		poll   string
-	}{{"notification", true, "1h"}, {"polling", false, "1s"}, {"both", true, "1s"}} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			e := newEnv(t, envOptions{notify: tc.notify})
-			e.spec.cooldown = "2s"
-			e.spec.pollInterval = tc.poll
-			r := e.start(e.spec.parse(t), "")
-			e.ue(1).bad()
-			first := e.waitSession(r, "ue-1")
-			terminated := time.Now()
-			if err := e.sim.Terminate(first); err != nil {
-				t.Fatal(err)
-			}
-			e.eventually("the termination noticed", func() bool {
-				st := r.status("ue-1")
-				return !st.HasSession && st.State == policy.StateCooldown
+	eachDialect(t, func(t *testing.T, dl dialect) {
+		for _, tc := range []struct {
+			name   string
+			notify bool
+			poll   string
+		}{{"notification", true, "1h"}, {"polling", false, "1s"}, {"both", true, "1s"}} {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				e := newEnv(t, envOptions{dialect: dl, notify: tc.notify})
+				e.spec.cooldown = "2s"
+				e.spec.pollInterval = tc.poll
+				r := e.start(e.spec.parse(t), "")
+				e.ue(1).bad()
+				first := e.waitSession(r, "ue-1")
+				terminated := time.Now()
+				if err := e.sim.Terminate(first); err != nil {
+					t.Fatal(err)
+				}
+				e.eventually("the termination noticed", func() bool {
+					st := r.status("ue-1")
+					return !st.HasSession && st.State == policy.StateCooldown
+				})
+				noticed := time.Since(terminated)
+				if tc.poll == "1h" && noticed > 2*time.Second {
+					t.Errorf("notification noticed after %v", noticed)
+				}
+				if dl.v1 {
+					// CAMARA v1 keeps it UNAVAILABLE (NETWORK_TERMINATED) and
+					// refuses a new one for the device until it is deleted.
+					e.eventually("the ended session deleted", func() bool { return e.tally().deletes == 1 })
+				}
+				second := e.waitSession(r, "ue-1")
+				if second == first {
+					t.Fatalf("same session %s after termination", second)
+				}
+				got := e.tally()
+				if got.posts != 2 || got.created != 2 || got.conflicts != 0 {
+					t.Fatalf("simulator saw %s; want two creates", got)
+				}
+				// The second create came after the cooldown, counted from the
+				// termination.
+				if gap := got.postTimes[1].Sub(terminated); gap < 2*time.Second {
+					t.Fatalf("new session requested %v after the termination, inside the 2s cooldown", gap)
+				}
+				if n := r.metric(t, "qodwatch_sessions_ended_total", "reason", "terminated"); n != 1 {
+					t.Fatalf("qodwatch_sessions_ended_total{reason=terminated} = %v, want 1 (noticed once)", n)
+				}
+				notified := func() float64 {
+					return r.metric(t, "qodwatch_notifications_total", "result", "confirmed") +
+						r.metric(t, "qodwatch_notifications_total", "result", "already_ended")
+				}
+				if tc.notify {
+					// Delivered even when polling noticed first.
+					e.eventually("the notification delivered", func() bool { return notified() == 1 })
+				} else if n := notified(); n != 0 {
+					t.Fatalf("%v notifications counted without notifications", n)
+				}
+				e.ue(1).good()
+				e.waitNoSession(r, "ue-1")
+				want := 1 // the second session
+				if dl.v1 {
+					want = 2 // and the ended one
+				}
+				if got := e.tally(); got.deletes != want {
+					t.Fatalf("simulator saw %s; want %d deletes", got, want)
+				}
 			})
-			noticed := time.Since(terminated)
-			if tc.poll == "1h" && noticed > 2*time.Second {
-				t.Errorf("notification noticed after %v", noticed)
-			}
-			second := e.waitSession(r, "ue-1")
-			if second == first {
-				t.Fatalf("same session %s after termination", second)
-			}
-			got := e.tally()
-			if got.posts != 2 || got.created != 2 || got.conflicts != 0 {
-				t.Fatalf("simulator saw %s; want two creates", got)
-			}
-			// The second create came after the cooldown, counted from the
-			// termination.
-			if gap := got.postTimes[1].Sub(terminated); gap < 2*time.Second {
-				t.Fatalf("new session requested %v after the termination, inside the 2s cooldown", gap)
-			}
-			if n := r.metric(t, "qodwatch_sessions_ended_total", "reason", "terminated"); n != 1 {
-				t.Fatalf("qodwatch_sessions_ended_total{reason=terminated} = %v, want 1 (noticed once)", n)
-			}
-			notified := func() float64 {
-				return r.metric(t, "qodwatch_notifications_total", "result", "confirmed") +
-					r.metric(t, "qodwatch_notifications_total", "result", "already_ended")
-			}
-			if tc.notify {
-				// Delivered even when polling noticed first.
-				e.eventually("the notification delivered", func() bool { return notified() == 1 })
-			} else if n := notified(); n != 0 {
-				t.Fatalf("%v notifications counted without notifications", n)
-			}
-			e.ue(1).good()
-			e.waitNoSession(r, "ue-1")
-			if got := e.tally(); got.deletes != 1 {
-				t.Fatalf("simulator saw %s; want the second session deleted", got)
-			}
-		})
-	}
+		}
+	})
 }
 
 // Storms of 503 and 429 answers with Retry-After: the daemon does not
@@ -121,97 +144,135 @@ func TestE2ENetworkTermination(t *testing.T) {
 // storm is over.
 func TestE2EErrorStorms(t *testing.T) {
 	t.Parallel()
-	for _, status := range []int{http.StatusServiceUnavailable, http.StatusTooManyRequests} {
-		t.Run(strconv.Itoa(status), func(t *testing.T) {
-			t.Parallel()
-			e := newEnv(t, envOptions{})
-			e.spec.maxRetries = 2
-			e.sim.SetFaults(qodsim.Faults{ErrorRate: 1, ErrorStatus: status, RetryAfter: time.Second})
-			r := e.start(e.spec.parse(t), "")
-			e.ue(1).bad()
-			e.eventually("a few refused creates", func() bool { return e.tally().posts >= 4 })
-			if st := r.status("ue-1"); st.HasSession {
-				t.Fatalf("session during the storm: %+v", st)
-			}
-			e.sim.SetFaults(qodsim.Faults{})
-			e.waitSession(r, "ue-1")
-			got := e.tally()
-			if got.created != 1 || got.conflicts != 0 {
-				t.Fatalf("simulator saw %s; want one session and no conflict", got)
-			}
-			// Retry-After: 1s is kept between any two creates.
-			for i := 1; i < len(got.postTimes); i++ {
-				if gap := got.postTimes[i].Sub(got.postTimes[i-1]); gap < 900*time.Millisecond {
-					t.Fatalf("create %d came %v after the one before, despite Retry-After: 1s (times %v)", i+1, gap, got.postTimes)
+	eachDialect(t, func(t *testing.T, dl dialect) {
+		for _, status := range []int{http.StatusServiceUnavailable, http.StatusTooManyRequests} {
+			t.Run(strconv.Itoa(status), func(t *testing.T) {
+				t.Parallel()
+				e := newEnv(t, envOptions{dialect: dl})
+				e.spec.maxRetries = 2
+				e.sim.SetFaults(qodsim.Faults{ErrorRate: 1, ErrorStatus: status, RetryAfter: time.Second})
+				r := e.start(e.spec.parse(t), "")
+				e.ue(1).bad()
+				e.eventually("a few refused creates", func() bool { return e.tally().posts >= 4 })
+				if st := r.status("ue-1"); st.HasSession {
+					t.Fatalf("session during the storm: %+v", st)
 				}
-			}
-			// A storm while the session is to be ended: it is ended after.
-			failedBefore := got.failed
-			e.sim.SetFaults(qodsim.Faults{ErrorRate: 1, ErrorStatus: status, RetryAfter: time.Second})
-			e.ue(1).good()
-			e.eventually("refused deletes", func() bool { return e.tally().failed >= failedBefore+3 })
-			if len(e.live()) != 1 || !r.status("ue-1").HasSession {
-				t.Fatalf("session lost during the storm: live %v, status %+v", e.liveIDs(), r.status("ue-1"))
-			}
-			e.sim.SetFaults(qodsim.Faults{})
-			e.waitNoSession(r, "ue-1")
-			if got := e.tally(); got.deletes != 1 || got.created != 1 {
-				t.Fatalf("simulator saw %s", got)
-			}
-		})
-	}
+				e.sim.SetFaults(qodsim.Faults{})
+				e.waitSession(r, "ue-1")
+				got := e.tally()
+				if got.created != 1 || got.conflicts != 0 {
+					t.Fatalf("simulator saw %s; want one session and no conflict", got)
+				}
+				// Retry-After: 1s is kept between any two creates.
+				for i := 1; i < len(got.postTimes); i++ {
+					if gap := got.postTimes[i].Sub(got.postTimes[i-1]); gap < 900*time.Millisecond {
+						t.Fatalf("create %d came %v after the one before, despite Retry-After: 1s (times %v)", i+1, gap, got.postTimes)
+					}
+				}
+				// A storm while the session is to be ended: it is ended after.
+				failedBefore := got.failed
+				e.sim.SetFaults(qodsim.Faults{ErrorRate: 1, ErrorStatus: status, RetryAfter: time.Second})
+				e.ue(1).good()
+				e.eventually("refused deletes", func() bool { return e.tally().failed >= failedBefore+3 })
+				if len(e.live()) != 1 || !r.status("ue-1").HasSession {
+					t.Fatalf("session lost during the storm: live %v, status %+v", e.liveIDs(), r.status("ue-1"))
+				}
+				e.sim.SetFaults(qodsim.Faults{})
+				e.waitNoSession(r, "ue-1")
+				if got := e.tally(); got.deletes != 1 || got.created != 1 {
+					t.Fatalf("simulator saw %s", got)
+				}
+			})
+		}
+	})
 }
 
-// The answer to a create is lost after the operator made the session. The
-// UE is treated as possibly holding it: no second POST while the intent
-// lasts, and the state file shows the intent. When the network then ends
-// that session and says so, the suspicion is settled and the UE gets a new
-// session after the cooldown.
+// The answer to a create is lost after the operator made the session.
+//
+// DevEdge cannot look a session up: the UE is treated as possibly holding
+// it, with no second POST while the intent lasts and the intent in the
+// state file. When the network then ends that session and says so, the
+// suspicion is settled and the UE gets a new session after the cooldown.
+//
+// CAMARA v1 finds it at once with retrieve-sessions: it is adopted in
+// place of the intent, held while the UE is bad, and ended on recovery
+// instead of running to its expiry.
 func TestE2EAmbiguousCreate(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{notify: true})
-	e.spec.pollInterval = "1h"
-	r := e.start(e.spec.parse(t), "")
-	e.sim.SetFaults(qodsim.Faults{DropCreateResponse: true})
-	e.ue(1).bad()
-	e.eventually("the UE suspected of holding a session", func() bool {
-		return r.status("ue-1").State == policy.StateUncertain
-	})
-	e.sim.SetFaults(qodsim.Faults{})
-	live := e.live()
-	if len(live) != 1 {
-		t.Fatalf("simulator holds %d sessions, want the one whose answer was lost", len(live))
-	}
-	st := e.state()
-	if len(st.Sessions) != 0 || len(st.Intents) != 1 || st.Intents[0].UE != "ue-1" {
-		t.Fatalf("state file: %+v; want one open intent for ue-1", st)
-	}
-	// The UE stays bad, the API answers again: still no second create.
-	e.consistently(2*time.Second, "a single create while the intent lasts", func() bool {
-		return e.tally().posts == 1 && r.status("ue-1").State == policy.StateUncertain
-	})
+	eachDialect(t, func(t *testing.T, dl dialect) {
+		e := newEnv(t, envOptions{dialect: dl, notify: true})
+		e.spec.pollInterval = "1h"
+		r := e.start(e.spec.parse(t), "")
+		e.sim.SetFaults(qodsim.Faults{DropCreateResponse: true})
+		e.ue(1).bad()
+		if dl.v1 {
+			e.eventually("the lost session found and adopted", func() bool {
+				st := r.status("ue-1")
+				live := e.live()
+				return st.HasSession && len(live) == 1 && st.Session.ID == live[0].ID
+			})
+			e.sim.SetFaults(qodsim.Faults{})
+			lost := r.status("ue-1").Session.ID
+			if n := r.metric(t, "qodwatch_reconciliations_total", "trigger", "unknown_outcome", "result", "adopted"); n != 1 {
+				t.Fatalf("qodwatch_reconciliations_total{unknown_outcome,adopted} = %v, want 1", n)
+			}
+			e.eventually("the state file holding the session, not the intent", func() bool {
+				st := e.state()
+				return len(st.Sessions) == 1 && st.Sessions[0].ID == lost && len(st.Intents) == 0
+			})
+			e.consistently(time.Second, "a single create while the UE is bad", func() bool {
+				return e.tally().posts == 1 && r.status("ue-1").Session.ID == lost
+			})
+			e.ue(1).good()
+			e.waitNoSession(r, "ue-1")
+			got := e.tally()
+			if got.posts != 1 || got.retrieves != 1 || got.deletes != 1 || got.conflicts != 0 {
+				t.Fatalf("simulator saw %s; want the lost session found once and ended on recovery", got)
+			}
+			if n := r.metric(t, "qodwatch_sessions_ended_total", "reason", "released"); n != 1 {
+				t.Fatalf("qodwatch_sessions_ended_total{released} = %v, want the lost session released", n)
+			}
+			return
+		}
+		e.eventually("the UE suspected of holding a session", func() bool {
+			return r.status("ue-1").State == policy.StateUncertain
+		})
+		e.sim.SetFaults(qodsim.Faults{})
+		live := e.live()
+		if len(live) != 1 {
+			t.Fatalf("simulator holds %d sessions, want the one whose answer was lost", len(live))
+		}
+		st := e.state()
+		if len(st.Sessions) != 0 || len(st.Intents) != 1 || st.Intents[0].UE != "ue-1" {
+			t.Fatalf("state file: %+v; want one open intent for ue-1", st)
+		}
+		// The UE stays bad, the API answers again: still no second create.
+		e.consistently(2*time.Second, "a single create while the intent lasts", func() bool {
+			return e.tally().posts == 1 && r.status("ue-1").State == policy.StateUncertain
+		})
 
-	terminated := time.Now()
-	if err := e.sim.Terminate(live[0].ID); err != nil {
-		t.Fatal(err)
-	}
-	e.eventually("the suspicion settled by the notification", func() bool {
-		return r.status("ue-1").State != policy.StateUncertain
+		terminated := time.Now()
+		if err := e.sim.Terminate(live[0].ID); err != nil {
+			t.Fatal(err)
+		}
+		e.eventually("the suspicion settled by the notification", func() bool {
+			return r.status("ue-1").State != policy.StateUncertain
+		})
+		e.eventually("the intent gone from the state file", func() bool { return len(e.state().Intents) == 0 })
+		second := e.waitSession(r, "ue-1")
+		got := e.tally()
+		if got.posts != 2 || got.conflicts != 0 {
+			t.Fatalf("simulator saw %s; want two creates and no conflict", got)
+		}
+		if gap := got.postTimes[1].Sub(terminated); gap < time.Second {
+			t.Fatalf("new session requested %v after the termination, inside the 1s cooldown", gap)
+		}
+		if st := e.state(); len(st.Sessions) != 1 || st.Sessions[0].ID != second {
+			t.Fatalf("state file: %+v", st)
+		}
+		e.ue(1).good()
+		e.waitNoSession(r, "ue-1")
 	})
-	e.eventually("the intent gone from the state file", func() bool { return len(e.state().Intents) == 0 })
-	second := e.waitSession(r, "ue-1")
-	got := e.tally()
-	if got.posts != 2 || got.conflicts != 0 {
-		t.Fatalf("simulator saw %s; want two creates and no conflict", got)
-	}
-	if gap := got.postTimes[1].Sub(terminated); gap < time.Second {
-		t.Fatalf("new session requested %v after the termination, inside the 1s cooldown", gap)
-	}
-	if st := e.state(); len(st.Sessions) != 1 || st.Sessions[0].ID != second {
-		t.Fatalf("state file: %+v", st)
-	}
-	e.ue(1).good()
-	e.waitNoSession(r, "ue-1")
 }
 
 // TAAP auth against the simulator's TAAP mode; the access tokens expire
@@ -347,82 +408,91 @@ func TestE2ETAAPTokenExpiryMetricsAndSecrets(t *testing.T) {
 // A daemon stops without release_on_shutdown while it holds a session; the
 // next one on the same state directory adopts it (GET, no POST) and ends it
 // when the UE recovers. A stored session the operator no longer has is
-// forgotten at start.
+// forgotten at start; in CAMARA v1, where the operator keeps a session the
+// network ended, it is deleted too.
 func TestE2ERestartAdoption(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{ues: 2})
-	cfg := e.spec.parse(t)
-	a := e.start(cfg, "")
-	e.ue(1).bad()
-	e.ue(2).bad()
-	kept := e.waitSession(a, "ue-1")
-	gone := e.waitSession(a, "ue-2")
-	if err := a.stop(t); err != nil {
-		t.Fatal(err)
-	}
-	if n := len(e.live()); n != 2 {
-		t.Fatalf("%d sessions live after a stop without release_on_shutdown, want 2", n)
-	}
-	// What the two sessions cost today survives the restart.
-	if b := e.state().Budget; b == nil || b.UsedSeconds < 120 {
-		t.Fatalf("state file budget %+v; want the two 1m sessions charged", b)
-	}
-	// While no daemon runs, the network ends one of them.
-	if err := e.sim.Terminate(gone); err != nil {
-		t.Fatal(err)
-	}
-	e.ue(2).good()
-	before := e.tally()
+	eachDialect(t, func(t *testing.T, dl dialect) {
+		e := newEnv(t, envOptions{dialect: dl, ues: 2})
+		cfg := e.spec.parse(t)
+		a := e.start(cfg, "")
+		e.ue(1).bad()
+		e.ue(2).bad()
+		kept := e.waitSession(a, "ue-1")
+		gone := e.waitSession(a, "ue-2")
+		if err := a.stop(t); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(e.live()); n != 2 {
+			t.Fatalf("%d sessions live after a stop without release_on_shutdown, want 2", n)
+		}
+		// What the two sessions cost today survives the restart.
+		if b := e.state().Budget; b == nil || b.UsedSeconds < 120 {
+			t.Fatalf("state file budget %+v; want the two 1m sessions charged", b)
+		}
+		// While no daemon runs, the network ends one of them.
+		if err := e.sim.Terminate(gone); err != nil {
+			t.Fatal(err)
+		}
+		e.ue(2).good()
+		before := e.tally()
 
-	b := e.start(e.spec.parse(t), "")
-	e.eventually("the live session adopted", func() bool {
-		st := b.status("ue-1")
-		return st.HasSession && st.Session.ID == kept
+		b := e.start(e.spec.parse(t), "")
+		e.eventually("the live session adopted", func() bool {
+			st := b.status("ue-1")
+			return st.HasSession && st.Session.ID == kept
+		})
+		e.eventually("the gone session forgotten", func() bool {
+			st := e.state()
+			_, has := st.SessionFor("ue-2")
+			return !has && !b.status("ue-2").HasSession
+		})
+		after := e.tally()
+		if after.posts != before.posts || after.gets < before.gets+2 {
+			t.Fatalf("at start: before %s, after %s; want a GET per stored session and no POST", before, after)
+		}
+		e.ue(1).good()
+		e.waitNoSession(b, "ue-1")
+		got := e.tally()
+		wantDeletes := 1
+		if dl.v1 {
+			wantDeletes = 2 // CAMARA v1 keeps the ended one until it is deleted
+		}
+		if got.created != 2 || got.deletes != wantDeletes || got.conflicts != 0 {
+			t.Fatalf("simulator saw %s; want the two first sessions only, one ended by the second daemon", got)
+		}
+		if st := e.state(); len(st.Sessions) != 0 || len(st.Intents) != 0 {
+			t.Fatalf("state file at the end: %+v", st)
+		}
 	})
-	e.eventually("the gone session forgotten", func() bool {
-		st := e.state()
-		_, has := st.SessionFor("ue-2")
-		return !has && !b.status("ue-2").HasSession
-	})
-	after := e.tally()
-	if after.posts != before.posts || after.gets < before.gets+2 {
-		t.Fatalf("at start: before %s, after %s; want a GET per stored session and no POST", before, after)
-	}
-	e.ue(1).good()
-	e.waitNoSession(b, "ue-1")
-	got := e.tally()
-	if got.created != 2 || got.deletes != 1 || got.conflicts != 0 {
-		t.Fatalf("simulator saw %s; want the two first sessions only, one ended by the second daemon", got)
-	}
-	if st := e.state(); len(st.Sessions) != 0 || len(st.Intents) != 0 {
-		t.Fatalf("state file at the end: %+v", st)
-	}
 }
 
 // release_on_shutdown: stopping the daemon ends the session it holds.
 func TestE2EReleaseOnShutdown(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{})
-	e.spec.release = true
-	r := e.start(e.spec.parse(t), "")
-	e.ue(1).bad()
-	id := e.waitSession(r, "ue-1")
-	if err := r.stop(t); err != nil {
-		t.Fatal(err)
-	}
-	if live := e.liveIDs(); len(live) != 0 {
-		t.Fatalf("sessions live after shutdown: %v", live)
-	}
-	got := e.tally()
-	if got.created != 1 || got.deletes != 1 {
-		t.Fatalf("simulator saw %s; want %s created and deleted", got, id)
-	}
-	if st := e.state(); len(st.Sessions) != 0 || len(st.Intents) != 0 {
-		t.Fatalf("state file after shutdown: %+v", st)
-	}
-	if st := r.status("ue-1"); st.HasSession {
-		t.Fatalf("the policy still shows the released session: %+v", st)
-	}
+	eachDialect(t, func(t *testing.T, dl dialect) {
+		e := newEnv(t, envOptions{dialect: dl})
+		e.spec.release = true
+		r := e.start(e.spec.parse(t), "")
+		e.ue(1).bad()
+		id := e.waitSession(r, "ue-1")
+		if err := r.stop(t); err != nil {
+			t.Fatal(err)
+		}
+		if live := e.liveIDs(); len(live) != 0 {
+			t.Fatalf("sessions live after shutdown: %v", live)
+		}
+		got := e.tally()
+		if got.created != 1 || got.deletes != 1 {
+			t.Fatalf("simulator saw %s; want %s created and deleted", got, id)
+		}
+		if st := e.state(); len(st.Sessions) != 0 || len(st.Intents) != 0 {
+			t.Fatalf("state file after shutdown: %+v", st)
+		}
+		if st := r.status("ue-1"); st.HasSession {
+			t.Fatalf("the policy still shows the released session: %+v", st)
+		}
+	})
 }
 
 // A reload (SIGHUP) with a valid config applies a threshold change and a
@@ -535,50 +605,70 @@ func TestE2EDryRun(t *testing.T) {
 	}
 }
 
-// A session shorter than the breach is renewed the DevEdge way: the old
+// A session shorter than the breach is renewed. The DevEdge way: the old
 // one ended, then the new one opened, never two at once, no cooldown in
-// between, and polling running all along.
+// between, and polling running all along. The CAMARA v1 way: the one
+// session extended in place, AVAILABLE all along (no gap in QoS), deleted
+// once at the end.
 func TestE2ERenew(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{notify: true})
-	// Renewed 2s before expiry (half the length): a loaded machine took
-	// a second over a DELETE, which must still come before the expiry.
-	e.spec.duration = "4s"
-	e.spec.cooldown = "1m" // a renewal must not wait for it
-	r := e.start(e.spec.parse(t), "")
-	e.ue(1).bad()
-	e.waitSession(r, "ue-1")
-	e.eventually("two renewals", func() bool {
-		return r.metric(t, "qodwatch_decisions_total", "decision", "renew") >= 2 && r.status("ue-1").HasSession
+	eachDialect(t, func(t *testing.T, dl dialect) {
+		e := newEnv(t, envOptions{dialect: dl, notify: true})
+		// Renewed 2s before expiry (half the length): a loaded machine took
+		// a second over a DELETE, which must still come before the expiry.
+		e.spec.duration = "4s"
+		e.spec.cooldown = "1m" // a renewal must not wait for it
+		r := e.start(e.spec.parse(t), "")
+		e.ue(1).bad()
+		first := e.waitSession(r, "ue-1")
+		boosting := false
+		e.eventually("two renewals", func() bool {
+			if dl.v1 {
+				live := e.live()
+				available := len(live) == 1 && live[0].ID == first && live[0].QoSStatus == qodsim.StatusAvailable
+				if boosting && !available {
+					t.Fatalf("a gap in QoS during renewal: live sessions %+v", live)
+				}
+				boosting = boosting || available
+			}
+			return r.metric(t, "qodwatch_decisions_total", "decision", "renew") >= 2 && r.status("ue-1").HasSession
+		})
+		e.ue(1).good()
+		e.waitNoSession(r, "ue-1")
+		if err := r.stop(t); err != nil {
+			t.Fatal(err)
+		}
+		got := e.tally()
+		if dl.v1 {
+			if got.created != 1 || got.extends < 2 || got.deletes != 1 || got.conflicts != 0 {
+				t.Fatalf("simulator saw %s; want one session extended at each renewal and deleted at the end", got)
+			}
+			if n := r.metric(t, "qodwatch_sessions_extended_total"); n < 2 {
+				t.Fatalf("qodwatch_sessions_extended_total = %v, want >= 2", n)
+			}
+		} else if got.created < 3 || got.deletes != got.created || got.conflicts != 0 {
+			t.Fatalf("simulator saw %s; want every renewal to end the old session before opening the new", got)
+		}
+		// In the log, each create after the first follows a delete.
+		open := 0
+		for _, req := range e.sim.Requests() {
+			switch {
+			case req.Method == http.MethodPost && (req.Status == http.StatusOK || req.Status == http.StatusCreated) && strings.HasSuffix(req.Path, "/sessions"):
+				open++
+			case req.Method == http.MethodDelete && req.Status == http.StatusNoContent:
+				open--
+			}
+			if open > 1 || open < 0 {
+				t.Fatalf("%d sessions open at once in the request log", open)
+			}
+		}
+		if n := r.metric(t, "qodwatch_sessions_ended_total", "reason", "expired"); n != 0 {
+			t.Fatalf("%v sessions expired instead of being renewed", n)
+		}
+		if n := r.metric(t, "qodwatch_sessions_ended_total", "reason", "terminated"); n != 0 {
+			t.Fatalf("%v sessions seen terminated", n)
+		}
 	})
-	e.ue(1).good()
-	e.waitNoSession(r, "ue-1")
-	if err := r.stop(t); err != nil {
-		t.Fatal(err)
-	}
-	got := e.tally()
-	if got.created < 3 || got.deletes != got.created || got.conflicts != 0 {
-		t.Fatalf("simulator saw %s; want every renewal to end the old session before opening the new", got)
-	}
-	// In the log, each create after the first follows a delete.
-	open := 0
-	for _, req := range e.sim.Requests() {
-		switch {
-		case req.Method == http.MethodPost && req.Status == http.StatusOK:
-			open++
-		case req.Method == http.MethodDelete && req.Status == http.StatusNoContent:
-			open--
-		}
-		if open > 1 || open < 0 {
-			t.Fatalf("%d sessions open at once in the request log", open)
-		}
-	}
-	if n := r.metric(t, "qodwatch_sessions_ended_total", "reason", "expired"); n != 0 {
-		t.Fatalf("%v sessions expired instead of being renewed", n)
-	}
-	if n := r.metric(t, "qodwatch_sessions_ended_total", "reason", "terminated"); n != 0 {
-		t.Fatalf("%v sessions seen terminated", n)
-	}
 }
 
 // The operator's clock differs from ours by more than a session's length.
@@ -789,27 +879,29 @@ func TestE2ESessionsMadeByAnotherProcess(t *testing.T) {
 // lists it for as long as it is live), and forgets it.
 func TestE2EExpiry(t *testing.T) {
 	t.Parallel()
-	// The simulator notifies expiries too; they are still counted as such.
-	e := newEnv(t, envOptions{notify: true})
-	e.spec.duration = "2s"
-	e.spec.budget = "3s"
-	r := e.start(e.spec.parse(t), "")
-	e.ue(1).bad()
-	e.waitSession(r, "ue-1")
-	e.eventually("the session expired", func() bool {
-		return r.metric(t, "qodwatch_sessions_ended_total", "reason", "expired") == 1
+	eachDialect(t, func(t *testing.T, dl dialect) {
+		// The simulator notifies expiries too; they are still counted as such.
+		e := newEnv(t, envOptions{dialect: dl, notify: true})
+		e.spec.duration = "2s"
+		e.spec.budget = "3s"
+		r := e.start(e.spec.parse(t), "")
+		e.ue(1).bad()
+		e.waitSession(r, "ue-1")
+		e.eventually("the session expired", func() bool {
+			return r.metric(t, "qodwatch_sessions_ended_total", "reason", "expired") == 1
+		})
+		e.eventually("the state file emptied", func() bool { return len(e.state().Sessions) == 0 })
+		if st := r.status("ue-1"); st.HasSession {
+			t.Fatalf("still held: %+v", st)
+		}
+		got := e.tally()
+		if got.created != 1 || got.deletes != 0 || got.conflicts != 0 {
+			t.Fatalf("simulator saw %s; want one session, left to expire", got)
+		}
+		if n := r.metric(t, "qodwatch_sessions_ended_total", "reason", "terminated"); n != 0 {
+			t.Fatalf("%v sessions seen terminated", n)
+		}
 	})
-	e.eventually("the state file emptied", func() bool { return len(e.state().Sessions) == 0 })
-	if st := r.status("ue-1"); st.HasSession {
-		t.Fatalf("still held: %+v", st)
-	}
-	got := e.tally()
-	if got.created != 1 || got.deletes != 0 || got.conflicts != 0 {
-		t.Fatalf("simulator saw %s; want one session, left to expire", got)
-	}
-	if n := r.metric(t, "qodwatch_sessions_ended_total", "reason", "terminated"); n != 0 {
-		t.Fatalf("%v sessions seen terminated", n)
-	}
 }
 
 // The network's notice of a session's end arrives while the daemon's own
@@ -853,16 +945,18 @@ func TestE2ENotificationDuringRelease(t *testing.T) {
 // call: three POSTs, one session.
 func TestE2EFailNextRetriedWithinCall(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{})
-	e.spec.maxRetries = 2
-	e.sim.SetFaults(qodsim.Faults{FailNext: 2, ErrorStatus: http.StatusServiceUnavailable})
-	r := e.start(e.spec.parse(t), "")
-	e.ue(1).bad()
-	e.waitSession(r, "ue-1")
-	if got := e.tally(); got.posts != 3 || got.created != 1 || got.conflicts != 0 {
-		t.Fatalf("simulator saw %s; want two refused POSTs and one session", got)
-	}
-	if n := r.metric(t, "qodwatch_api_calls_total", "operation", "create", "outcome", "ok"); n != 1 {
-		t.Fatalf("qodwatch_api_calls_total{create,ok} = %v; the retries are one call", n)
-	}
+	eachDialect(t, func(t *testing.T, dl dialect) {
+		e := newEnv(t, envOptions{dialect: dl})
+		e.spec.maxRetries = 2
+		e.sim.SetFaults(qodsim.Faults{FailNext: 2, ErrorStatus: http.StatusServiceUnavailable})
+		r := e.start(e.spec.parse(t), "")
+		e.ue(1).bad()
+		e.waitSession(r, "ue-1")
+		if got := e.tally(); got.posts != 3 || got.created != 1 || got.conflicts != 0 {
+			t.Fatalf("simulator saw %s; want two refused POSTs and one session", got)
+		}
+		if n := r.metric(t, "qodwatch_api_calls_total", "operation", "create", "outcome", "ok"); n != 1 {
+			t.Fatalf("qodwatch_api_calls_total{create,ok} = %v; the retries are one call", n)
+		}
+	})
 }

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -23,16 +22,6 @@ type Notification struct {
 	Event     string `json:"event"`
 }
 
-type cloudEvent struct {
-	Type string `json:"type"`
-	Data struct {
-		SessionID  string `json:"sessionId"`
-		QoSStatus  string `json:"qosStatus"`
-		StatusInfo string `json:"statusInfo"`
-		Event      string `json:"event"`
-	} `json:"data"`
-}
-
 // Notice is what one notification says, whatever its wire format. A
 // notification is a hint, not the truth (issue 8): anyone holding the
 // token can send one, so the daemon confirms an end with GET before it
@@ -46,6 +35,10 @@ type Notice struct {
 	Event string
 	// Terminated says the event reports the session's end.
 	Terminated bool
+	// QoSStatus (AVAILABLE, UNAVAILABLE) and StatusInfo (DURATION_EXPIRED,
+	// NETWORK_TERMINATED, DELETE_REQUESTED) are a CAMARA v1 event's.
+	QoSStatus  string
+	StatusInfo string
 }
 
 // NoticeDecoder turns an authorized request and its body into a Notice.
@@ -54,13 +47,25 @@ type Notice struct {
 type NoticeDecoder func(r *http.Request, body []byte) (Notice, error)
 
 // DecodeNotice reads the transaction id from the path and the session and
-// event from a v0.8.1 body or a CloudEvent.
+// event from a v0.8.1 body or a CloudEvent (CAMARA v1, see
+// parseSessionEvent).
 func DecodeNotice(r *http.Request, body []byte) (Notice, error) {
-	id, event, terminated, err := parseNotification(body)
+	ev, err := parseSessionEvent(r.Header.Get("Content-Type"), body)
 	if err != nil {
 		return Notice{}, err
 	}
-	return Notice{TransactionID: transactionIDOf(r.URL.Path), SessionID: id, Event: event, Terminated: terminated}, nil
+	event := "SESSION_TERMINATED"
+	switch {
+	case ev.QoSStatus != "":
+		event = qosStatusChanged + " " + ev.QoSStatus
+		if ev.StatusInfo != "" {
+			event += " " + ev.StatusInfo
+		}
+	case !ev.Terminated:
+		event = "unknown"
+	}
+	return Notice{TransactionID: transactionIDOf(r.URL.Path), SessionID: ev.SessionID, Event: event, Terminated: ev.Terminated,
+		QoSStatus: ev.QoSStatus, StatusInfo: ev.StatusInfo}, nil
 }
 
 // Reasons a notification is rejected, as counted in
@@ -136,7 +141,7 @@ func (n *NotificationReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	n.logger().Info("notification received", "session_id", notice.SessionID, "event", notice.Event,
-		"terminated", notice.Terminated, "transaction_id", notice.TransactionID)
+		"terminated", notice.Terminated, "transaction_id", notice.TransactionID, "x_correlator", r.Header.Get("x-correlator"))
 	if n.Handle != nil {
 		if why := n.Handle(notice); why != "" {
 			n.reject(w, r, why, http.StatusNotFound, nil)
@@ -199,11 +204,12 @@ func (n *NotificationReceiver) authorized(r *http.Request) bool {
 const notifyTxSegment = "tx"
 
 // transactionIDOf reads the transaction id from a notification path
-// .../tx/{id}/notifications; "" if there is none or it is malformed.
+// .../tx/{id}/notifications (v0.8.1 appends /notifications) or .../tx/{id}
+// (a CAMARA v1 sink, used as is); "" if there is none or it is malformed.
 func transactionIDOf(path string) string {
 	rest, ok := strings.CutSuffix(path, "/notifications")
 	if !ok {
-		return ""
+		rest = path
 	}
 	i := strings.LastIndexByte(rest, '/')
 	if i < 0 || !strings.HasSuffix(rest[:i], "/"+notifyTxSegment) {
@@ -226,29 +232,4 @@ func (n *NotificationReceiver) logger() *slog.Logger {
 		return slog.Default()
 	}
 	return n.Logger
-}
-
-func parseNotification(body []byte) (sessionID, event string, terminated bool, err error) {
-	var plain Notification
-	if err := json.Unmarshal(body, &plain); err != nil {
-		return "", "", false, err
-	}
-	if plain.SessionID != "" {
-		return plain.SessionID, plain.Event, plain.Event == "SESSION_TERMINATED", nil
-	}
-	var ce cloudEvent
-	if err := json.Unmarshal(body, &ce); err != nil {
-		return "", "", false, err
-	}
-	if ce.Data.SessionID == "" {
-		return "", "", false, errors.New("no sessionId")
-	}
-	terminated = ce.Data.Event == "SESSION_TERMINATED" ||
-		ce.Data.QoSStatus == "UNAVAILABLE" ||
-		strings.HasSuffix(ce.Type, "session-terminated")
-	event = ce.Type
-	if ce.Data.QoSStatus != "" {
-		event += " " + ce.Data.QoSStatus
-	}
-	return ce.Data.SessionID, event, terminated, nil
 }

@@ -141,7 +141,8 @@ func TestNotificationTransactionID(t *testing.T) {
 		"/callbacks/tx/" + id + "/notifications":            id,
 		"/callbacks/tx/" + id + "/notifications/":           "",
 		"/callbacks/xtx/" + id + "/notifications":           "",
-		"/callbacks/tx/" + id:                               "",
+		"/callbacks/tx/" + id:                               id, // a CAMARA v1 sink
+		"/callbacks/tx/" + id + "/":                         "",
 		"/tx//notifications":                                "",
 		"/tx/not%20hex/notifications":                       "",
 		"/tx/" + strings.Repeat("a", 65) + "/notifications": "",

@@ -49,6 +49,11 @@ func (d *Daemon) handleNotice(n Notice) (reject string) {
 		return ""
 	}
 	if !n.Terminated {
+		if n.QoSStatus == qosAvailable {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			return d.availableNotice(n)
+		}
 		d.countNotice(noticeIgnored)
 		return ""
 	}
@@ -140,7 +145,12 @@ func (d *Daemon) confirmEnd(api SessionAPI, n Notice, ue string, in *notifiedInt
 	defer cancel()
 	info, err := api.Get(ctx, n.SessionID)
 	d.countAPI("get", err)
-	gone := errors.Is(err, qodclient.ErrNotFound) || (err == nil && info.QoSStatus == "UNAVAILABLE")
+	gone := errors.Is(err, qodclient.ErrNotFound) || (err == nil && info.QoSStatus == qosUnavailable)
+	if err == nil && gone {
+		// CAMARA v1 keeps a session the network ended until it is
+		// deleted, and refuses a new one for the device meanwhile.
+		defer d.deleteEnded(ue, n.SessionID)
+	}
 	if err != nil && !gone {
 		d.countNotice(noticeUnconfirmed)
 		log.Warn("notification of a session's end could not be confirmed; the session is kept until a check says it is gone", "err", err)

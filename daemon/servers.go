@@ -39,8 +39,9 @@ func (d *Daemon) ServeWebOn(ctx context.Context, ln net.Listener, webConfigFile 
 }
 
 // ServeNotifications serves the notification receiver at
-// /notifications (and under any prefix, since the public URL's path is
-// what a proxy in front decides) until ctx ends.
+// /notifications and …/tx/{transaction id} (a CAMARA v1 sink; under any
+// prefix, since the public URL's path is what a proxy in front decides)
+// until ctx ends.
 func (d *Daemon) ServeNotifications(ctx context.Context, listen string) error {
 	ln, err := Listen(listen)
 	if err != nil {
@@ -55,7 +56,7 @@ func (d *Daemon) ServeNotificationsOn(ctx context.Context, ln net.Listener) erro
 	rcv := d.NotificationReceiver()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/notifications" && !hasSuffix(r.URL.Path, "/notifications") {
+		if !isNotificationPath(r.URL.Path) {
 			http.NotFound(w, r)
 			return
 		}
@@ -75,10 +76,6 @@ func ValidateWebConfig(file string) error {
 		return fmt.Errorf("web.config_file %s: %w", file, err)
 	}
 	return nil
-}
-
-func hasSuffix(s, suffix string) bool {
-	return len(s) >= len(suffix) && s[len(s)-len(suffix):] == suffix
 }
 
 func serve(ctx context.Context, ln net.Listener, webConfigFile string, h http.Handler, log *slog.Logger) error {

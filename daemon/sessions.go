@@ -90,12 +90,26 @@ func (d *Daemon) run(op sessionOp) {
 		d.mu.Unlock()
 		d.kick() // the engine heard the outcome: the UE is due at once
 	}()
+	api, v1 := d.camara()
+	if v1 && op.dec.Kind != policy.Release && !d.clearStrays(op.dec.UE) {
+		// A session the network ended still holds the device until it is
+		// deleted: the create would only earn a 409.
+		d.mu.Lock()
+		_ = d.engine.Failed(d.now(), op.dec.UE, policy.Failure{Err: errors.New("an ended session of the UE could not be deleted yet"), Retryable: true})
+		d.mu.Unlock()
+		return
+	}
 	switch op.dec.Kind {
 	case policy.Release:
 		d.release(op)
 	case policy.Request:
 		d.open(op)
 	case policy.Renew, policy.Escalate:
+		// CAMARA v1 renews in place, without a gap in QoS; a stronger
+		// profile needs a new session.
+		if op.dec.Kind == policy.Renew && v1 && d.extend(op, api) {
+			return
+		}
 		if !d.release(op) {
 			return
 		}
@@ -125,6 +139,7 @@ func (d *Daemon) release(op sessionOp) bool {
 	d.forget(op.dec.SessionID)
 	d.mu.Lock()
 	d.gone[op.dec.SessionID] = d.now()
+	d.v1.forget(op.dec.SessionID)
 	// A notification or poll may have ended it while the DELETE was on
 	// its way: then it is counted once, as the network's.
 	st, _ := d.engine.Status(op.dec.UE)
@@ -189,7 +204,17 @@ func (d *Daemon) open(op sessionOp) {
 		}
 		d.mu.Lock()
 		_ = d.engine.Failed(d.now(), op.dec.UE, f)
+		api, v1 := d.camaraLocked()
 		d.mu.Unlock()
+		if f.Uncertain && v1 {
+			// CAMARA v1 can look the session up: no waiting for it to
+			// expire, and a lost one is ended on recovery.
+			trigger := "unknown_outcome"
+			if errors.Is(err, qodclient.ErrConflict) {
+				trigger = "conflict"
+			}
+			d.reconcile(api, op.dec.UE, trigger, txid)
+		}
 		return
 	}
 	s := SessionOf(op.dec.UE, op.dec.QoS, op.dec.Duration, info, sent, d.now())
@@ -201,9 +226,10 @@ func (d *Daemon) open(op sessionOp) {
 		log.Error("state file update failed after create", "session_id", s.ID, "err", err)
 	}
 	failpoint(fpAfterRecord)
-	log.Info("session opened", "session_id", s.ID, "expires_at", s.ExpiresAt, "decision", op.dec.Kind.String())
+	log.Info("session opened", "session_id", s.ID, "expires_at", s.ExpiresAt, "decision", op.dec.Kind.String(), "qos_status", info.QoSStatus)
 	d.mu.Lock()
 	now := d.now()
+	d.noteCreated(s.ID, info, now)
 	if err := d.opened(now, op.dec.UE, policy.Session{ID: s.ID, QoS: s.QoS, StartedAt: s.StartedAt, ExpiresAt: s.ExpiresAt}, txid); err != nil {
 		// A second session for the UE: end it rather than pay twice.
 		log.Error("policy refused the new session; ending it", "session_id", s.ID, "err", err)
@@ -389,8 +415,24 @@ func (d *Daemon) poll(api SessionAPI, ue, id string) {
 		d.log.Warn("session check failed; keeping it", "ue", ue, "session_id", id, "transaction_id", txid, "err", err)
 		return
 	}
-	if !gone && info.QoSStatus != "UNAVAILABLE" {
+	if !gone && info.QoSStatus != qosUnavailable {
+		d.mu.Lock()
+		stuck := false
+		if st, ok := d.engine.Status(ue); ok && st.HasSession && st.Session.ID == id && !d.isBusy(ue) {
+			if _, v1 := d.camaraLocked(); v1 {
+				stuck = d.pollV1(d.now(), ue, id, info)
+			}
+		}
+		d.mu.Unlock()
+		if stuck {
+			d.deleteStray(ue, id)
+		}
 		return
+	}
+	if !gone {
+		// CAMARA v1 keeps a session the network ended (UNAVAILABLE) until
+		// it is deleted, and refuses a new one for the device meanwhile.
+		defer d.deleteEnded(ue, id)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -458,6 +500,13 @@ func (d *Daemon) restore(ctx context.Context) error {
 		case errors.Is(err, qodclient.ErrNotFound):
 			log.Info("stored session is gone at the operator; forgotten", "transaction_id", txid)
 			gone = append(gone, s.ID)
+			continue
+		case err == nil && info.QoSStatus == qosUnavailable:
+			// CAMARA v1: ended by the network while we were away, and kept
+			// by the operator until deleted.
+			log.Info("stored session was ended by the network; deleting and forgetting it", "transaction_id", txid, "status_info", info.StatusInfo)
+			gone = append(gone, s.ID)
+			d.deleteStray(s.UE, s.ID)
 			continue
 		case err != nil:
 			// Can't tell: keep it. Polling settles it later.
