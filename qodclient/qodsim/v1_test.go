@@ -113,6 +113,12 @@ func TestV1LifecycleRequestedAvailableExtendExpire(t *testing.T) {
 	if got.QoSStatus != StatusAvailable || got.StartedAt == "" {
 		t.Fatalf("after the delay: %+v, want AVAILABLE with startedAt", got)
 	}
+	// Deliveries run concurrently: let the AVAILABLE event arrive first.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.WaitNotifications(ctx); err != nil {
+		t.Fatal(err)
+	}
 	// Extended past the profile's maxDuration: capped.
 	ext := v1Info(t, v1Call(t, http.MethodPost, srv.URL+"/sessions/"+info.SessionID+"/extend", `{"requestedAdditionalDuration":1000}`), http.StatusOK)
 	if ext.Duration != 100 {
@@ -126,8 +132,6 @@ func TestV1LifecycleRequestedAvailableExtendExpire(t *testing.T) {
 	clock.Advance(100 * time.Second)
 	srv.ExpireDue()
 	v1Code(t, v1Call(t, http.MethodGet, srv.URL+"/sessions/"+info.SessionID, ""), http.StatusNotFound, "NOT_FOUND")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	if err := srv.WaitNotifications(ctx); err != nil {
 		t.Fatal(err)
 	}
