@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/qodwatch/qodwatch/config"
 	"github.com/qodwatch/qodwatch/policy"
 )
 
@@ -30,6 +31,7 @@ type metrics struct {
 	evalTick       prometheus.Counter
 
 	ueState     *prometheus.Desc
+	threshold   *prometheus.Desc
 	ueSession   *prometheus.Desc
 	byState     *prometheus.Desc
 	held        *prometheus.Desc
@@ -64,7 +66,10 @@ func newMetrics(d *Daemon) *metrics {
 			Name: "qodwatch_config_last_reload_success_timestamp_seconds", Help: "Time of the last successful configuration load.",
 		}),
 		ueState: prometheus.NewDesc("qodwatch_ue_state",
-			"The policy state of each UE: 1 for its current state.", []string{"ue", "state"}, nil),
+			"The policy state of each UE: 1 for its current state; rule names its rule as on qodwatch_rule_threshold.", []string{"rule", "state", "ue"}, nil),
+		threshold: prometheus.NewDesc("qodwatch_rule_threshold",
+			"Threshold of each condition of each rule, in the base unit of the metric it tests (seconds, ratio, bytes per second); join on rule with qodwatch_ue_state. A UE with a rule_override has a rule of its own, named RULE/UE.",
+			[]string{"metric", "op", "rule", "set"}, nil),
 		ueSession: prometheus.NewDesc("qodwatch_ue_session_active",
 			"Whether the UE holds a QoD session (1) or not (0).", []string{"ue"}, nil),
 		byState: prometheus.NewDesc("qodwatch_policy_ues",
@@ -107,7 +112,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, c := range m.counters() {
 		c.Describe(ch)
 	}
-	for _, d := range []*prometheus.Desc{m.ueState, m.ueSession, m.byState, m.held, m.budgetUsed, m.budgetLimit, m.buildInfo} {
+	for _, d := range []*prometheus.Desc{m.ueState, m.threshold, m.ueSession, m.byState, m.held, m.budgetUsed, m.budgetLimit, m.buildInfo} {
 		ch <- d
 	}
 }
@@ -121,11 +126,26 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	d.mu.Lock()
 	statuses := d.engine.Statuses(nil)
 	usage := d.engine.Usage(d.now())
+	ruleOf, rules := ruleKeys(d.cfg)
 	d.mu.Unlock()
+	for key, r := range rules {
+		for _, set := range []struct {
+			name string
+			info policy.CondSetInfo
+		}{{"breach", r.Breach()}, {"recover", r.Recover()}} {
+			for _, c := range set.info.Conditions {
+				ch <- prometheus.MustNewConstMetric(m.threshold, prometheus.GaugeValue, c.Threshold, c.Metric, c.Op, key, set.name)
+			}
+		}
+	}
 	count := map[policy.State]int{}
 	for _, st := range statuses {
 		count[st.State]++
-		ch <- prometheus.MustNewConstMetric(m.ueState, prometheus.GaugeValue, 1, st.UE, st.State.String())
+		rule := ruleOf[st.UE]
+		if rule == "" {
+			rule = st.Rule // removed from the config, session still held
+		}
+		ch <- prometheus.MustNewConstMetric(m.ueState, prometheus.GaugeValue, 1, rule, st.State.String(), st.UE)
 		ch <- prometheus.MustNewConstMetric(m.ueSession, prometheus.GaugeValue, boolFloat(st.HasSession), st.UE)
 	}
 	for _, s := range policy.States() {
@@ -168,4 +188,24 @@ func registerRuntimeCollectors(reg prometheus.Registerer) error {
 		}
 	}
 	return nil
+}
+
+// ruleKeys names the rule of each UE as the metrics do: the rule's name, or
+// RULE/UE for a UE with a rule_override (its thresholds are its own).
+func ruleKeys(cfg *config.Config) (byUE map[string]string, rules map[string]*policy.Rule) {
+	byUE = make(map[string]string, len(cfg.UEs))
+	rules = map[string]*policy.Rule{}
+	for i := range cfg.UEs {
+		u := &cfg.UEs[i]
+		if u.Rule == nil {
+			continue
+		}
+		key := u.RuleName
+		if u.RuleOverridden {
+			key = u.RuleName + "/" + u.Name
+		}
+		byUE[u.Name] = key
+		rules[key] = u.Rule
+	}
+	return byUE, rules
 }

@@ -179,14 +179,26 @@ func (d *Daemon) statusOf(q statusQuery) statusView {
 	from := min((q.page-1)*q.perPage, len(list))
 	list = list[from:min(from+q.perPage, len(list))]
 
+	// The rules of the page's UEs, in one pass over the config.
+	rules := make(map[string]*policy.Rule, len(list))
+	for _, e := range list {
+		rules[e.st.UE] = nil
+	}
+	d.mu.Lock()
+	for i := range d.cfg.UEs {
+		if _, ok := rules[d.cfg.UEs[i].Name]; ok {
+			rules[d.cfg.UEs[i].Name] = d.cfg.UEs[i].Rule
+		}
+	}
+	d.mu.Unlock()
 	v.UEs = make([]ueView, 0, len(list))
 	for _, e := range list {
-		v.UEs = append(v.UEs, d.ueViewOf(now, e.st))
+		v.UEs = append(v.UEs, d.ueViewOf(now, e.st, rules[e.st.UE]))
 	}
 	return v
 }
 
-func (d *Daemon) ueViewOf(now time.Time, st *policy.Status) ueView {
+func (d *Daemon) ueViewOf(now time.Time, st *policy.Status, rule *policy.Rule) ueView {
 	u := ueView{UE: st.UE, Rule: st.Rule, State: st.State.String(), Since: st.Since, Waiting: st.Waiting, Removed: st.Removed}
 	if st.HasSession {
 		u.SessionID, u.QoS, u.ExpiresAt, u.HeldSince = st.Session.ID, st.Session.QoS, st.Session.ExpiresAt, st.HeldSince
@@ -205,10 +217,6 @@ func (d *Daemon) ueViewOf(now time.Time, st *policy.Status) ueView {
 	}
 
 	d.mu.Lock()
-	var rule *policy.Rule
-	if c, ok := d.cfg.UE(st.UE); ok {
-		rule = c.Rule
-	}
 	obs := d.observe(st.UE)
 	stale := d.cfg.Guards.StaleAfter
 	d.mu.Unlock()
