@@ -114,6 +114,7 @@ type Daemon struct {
 	decisions   []policy.Decision
 	dueNames    []string
 	obsProm     map[string]map[string]policy.PromSample
+	obsSpans    map[string]spans // UE -> how far back its rule's loss conditions read (see observe.go)
 	dryRunSeq   int
 	abortErr    error          // why the daemon is stopping on a failure; sessions are then kept
 	v1          camaraState    // qosStatus of held sessions (CAMARA v1)
@@ -161,6 +162,7 @@ func New(opts Options) (*Daemon, error) {
 		ops:       newOpTracker(),
 		pollSlots: make(chan struct{}, pollConcurrency),
 		obsProm:   map[string]map[string]policy.PromSample{},
+		obsSpans:  map[string]spans{},
 		wake:      make(chan struct{}, 1),
 	}
 	d.dirty.wake = d.wake
@@ -425,43 +427,6 @@ func (d *Daemon) Tick() {
 	}
 }
 
-// observe turns the monitor's window into the policy's observation.
-func (d *Daemon) observe(ue string) policy.Observation {
-	now := d.now()
-	s, ok := d.mon.Stats(ue, now)
-	if !ok {
-		return policy.Observation{}
-	}
-	var age time.Duration
-	if !s.LastSample.IsZero() {
-		age = now.Sub(s.LastSample)
-	}
-	obs := policy.Observation{
-		Latency: policy.LatencyStats{
-			Samples: s.Samples + s.Lost, Age: age,
-			Mean: s.LatencyMean, P50: s.LatencyP50, P95: s.LatencyP95, Max: s.LatencyMax,
-			Jitter: s.Jitter, Loss: s.Loss,
-		},
-		Throughput: policy.ThroughputStats{Samples: s.ThroughputSamples, Age: age, BytesPerSecond: s.Throughput},
-	}
-	if len(s.Values) > 0 {
-		prom := d.obsProm[ue]
-		if prom == nil {
-			prom = make(map[string]policy.PromSample, len(s.Values))
-			d.obsProm[ue] = prom
-		}
-		for _, v := range s.Values {
-			if v.At.IsZero() {
-				delete(prom, v.Name)
-				continue
-			}
-			prom[v.Name] = policy.PromSample{Value: v.Value, Age: now.Sub(v.At)}
-		}
-		obs.Prom = prom
-	}
-	return obs
-}
-
 // expireHeld ends sessions whose time has run out, without waiting for a
 // poll or a notification: the operator ends them at that moment too. It
 // must see each expiry before the engine's Tick does (the engine would end
@@ -697,9 +662,11 @@ func (d *Daemon) apply(cfg *config.Config) (ReloadReport, error) {
 	}
 	d.engine.SetGuards(cfg.Guards.Guards)
 	keep := map[string]bool{}
+	clear(d.obsSpans)
 	for i := range cfg.UEs {
 		ue := &cfg.UEs[i]
 		keep[ue.Name] = true
+		d.obsSpans[ue.Name] = spansOf(ue.Rule)
 		if err := d.engine.SetUE(ue.Name, ue.Rule, groups(ue)...); err != nil {
 			d.log.Error("policy refused UE", "ue", ue.Name, "err", err)
 		}

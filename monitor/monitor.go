@@ -21,6 +21,10 @@ import (
 type Options struct {
 	// Window is the length of each UE's sliding window (default 30 s).
 	Window time.Duration
+	// Step is the shortest span StatsOver's step covers (default 1 s): a
+	// UE's step is this or a round of its latency probe and a quarter more,
+	// whichever is longer, so it always holds a round (see StatsOver).
+	Step time.Duration
 	// MaxConcurrent bounds the tcp, http, throughput and prometheus probes
 	// running at once (default 64). ICMP is not counted: the engine sends it.
 	MaxConcurrent int
@@ -107,6 +111,8 @@ type ueState struct {
 
 	mu        sync.Mutex // guards the fields below
 	win       window
+	step      time.Duration // latency figures of StatsOver(0)
+	tputStep  time.Duration // throughput figures of StatsOver(0)
 	latency   kind // which kind feeds the window's latency
 	hasLat    bool
 	kinds     [numKinds]bool // kinds configured
@@ -131,6 +137,12 @@ func New(opts Options) (*Monitor, error) {
 	}
 	if opts.Window < time.Second {
 		return nil, fmt.Errorf("monitor: window %v is shorter than 1s", opts.Window)
+	}
+	if opts.Step == 0 {
+		opts.Step = DefaultStep
+	}
+	if opts.Step < 0 {
+		return nil, fmt.Errorf("monitor: step %v is negative", opts.Step)
 	}
 	if opts.MaxConcurrent == 0 {
 		opts.MaxConcurrent = 64
@@ -325,13 +337,17 @@ func (st *ueState) configure(u UE, bound []boundProbe, opts Options) []*task {
 	if hasLat {
 		rate = latencyRate(latency, bound, u.Probes)
 	}
+	st.step, st.tputStep = StepOf(opts.Step, latencyEvery(latency, hasLat, bound, u.Probes)), 0
+	if tputEvery > 0 {
+		st.tputStep = tputEvery + tputEvery/2
+	}
 
 	if st.win.span == 0 || st.hasLat != hasLat || st.latency != latency {
 		st.win = window{}
 		st.win.init(opts.Window, rate, tputEvery)
 	} else {
 		st.win.resize(rate)
-		st.win.tputSpan = max(int64(opts.Window), 2*int64(tputEvery))
+		st.win.setThroughput(tputEvery)
 	}
 	st.latency, st.hasLat = latency, hasLat
 	var hists [numKinds]*rttHistogram
@@ -353,6 +369,28 @@ func (st *ueState) configure(u UE, bound []boundProbe, opts Options) []*task {
 	}
 	st.cfg = u
 	return fresh
+}
+
+// DefaultStep is Options.Step's default.
+const DefaultStep = time.Second
+
+// StepOf is the step of a UE whose latency probe measures a round every
+// latencyEvery (0: none), with Options.Step min: the latency figures the
+// policy times a `for` with (issue 10). A quarter more than a round, so a
+// round that comes a little late still finds the last one in view.
+func StepOf(min, latencyEvery time.Duration) time.Duration {
+	return max(min, latencyEvery+latencyEvery/4)
+}
+
+// latencyEvery is the longest interval of the probes of latency kind k.
+func latencyEvery(k kind, has bool, bound []boundProbe, specs []Probe) time.Duration {
+	var d time.Duration
+	for i, b := range bound {
+		if kk, _ := kindOf(specs[i].Kind()); has && kk == k {
+			d = max(d, b.every())
+		}
+	}
+	return d
 }
 
 // latencyRate is how many round trips per second the latency kind produces.
@@ -454,6 +492,31 @@ func (m *Monitor) Stats(ue string, now time.Time) (Stats, bool) {
 	}
 	var s Stats
 	st.stats(now, &s)
+	return s, true
+}
+
+// StatsOver returns the figures of one UE over the last span before now,
+// or with span 0 over its newest step, and false if the UE is not in the
+// set. The step's latency figures cover the step (Options.Step, or a round
+// of the latency probe and a quarter more if longer); its throughput
+// figures are the newest run within an interval and a half of the probe.
+// A span at least the window's is the window.
+func (m *Monitor) StatsOver(ue string, now time.Time, span time.Duration) (Stats, bool) {
+	st := m.set.Load().byName[ue]
+	if st == nil {
+		return Stats{}, false
+	}
+	var s Stats
+	st.mu.Lock()
+	tspan := span
+	if span == 0 {
+		span, tspan = st.step, st.tputStep
+	}
+	st.win.statsOver(now, span, tspan, &s)
+	if st.hasLat {
+		s.LatencyProbe = kindNames[st.latency]
+	}
+	st.mu.Unlock()
 	return s, true
 }
 

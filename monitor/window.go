@@ -30,8 +30,16 @@ type Stats struct {
 	// Throughput is the mean of the throughput samples (bytes per second)
 	// taken within the throughput window, which is at least twice the
 	// throughput probe's interval so a slow probe always has a sample in view.
+	// ThroughputP10 and ThroughputP50 are their nearest-rank quantiles.
 	Throughput        float64
+	ThroughputP10     float64
+	ThroughputP50     float64
 	ThroughputSamples int
+
+	// Covered is how far back before now the UE's measurements reach, up to
+	// the length these figures cover: the policy counts a `for` as held
+	// only as far back as measurements show it (issue 10).
+	Covered time.Duration
 
 	// LastSample is when the last measurement of any kind (answered, lost or
 	// a throughput or query sample) completed; zero if there never was one.
@@ -53,17 +61,22 @@ const (
 	maxBuckets = 60   // buckets of a window longer than a minute: 1/60 of it each
 	minRing    = 8    // round trips
 	maxRing    = 1024 // round trips: 8 KiB
-	tputRing   = 4
+	minTput    = 4    // throughput samples kept, at least
+	maxTput    = 64
 )
+
+// tickNS is the time resolution of a ring entry: the spans shorter than the
+// window (a step, a `for`) slide by it.
+const tickNS = int64(10 * time.Millisecond)
 
 // window keeps the measurements of one UE over a sliding time window in
 // fixed memory, sized from the window length and the latency probe's rate:
 // 10,000 UEs must fit in a few MiB (issue 3).
 //
 // Its core is a ring of the most recent measurements, 8 bytes each: the
-// round trip in µs (or "lost") and the time slice it completed in, a 60th
-// of the window. The slices in view cover between 59/60 of the window and
-// all of it at any moment (whole-second slices left a 1 s window holding
+// round trip in µs (or "lost") and when it completed, to 10 ms. The window
+// figures count time slices of a 60th of the window: the slices in view
+// cover between 59/60 of the window and all of it at any moment (whole-second slices left a 1 s window holding
 // only what came since the second began, often nothing). The ring holds a
 // whole window at the probe's rate and a second to spare, so every figure
 // is exact: counts, loss, mean, max and the quantiles, over the
@@ -93,15 +106,15 @@ type window struct {
 	last     int64 // UnixNano of the last measurement; 0 if none
 
 	tputSpan int64
-	tput     *[tputRing]tputSample // allocated by the first throughput sample
+	tputN    int32        // how many throughput samples to keep
+	tput     []tputSample // allocated by the first throughput sample
 	tputNext int32
 }
 
-// entry is one measurement: the time slice it completed in (its low 32
-// bits: they wrap after 2 years with the shortest window, 1 s) and its
-// round trip in µs, or lost.
+// entry is one measurement: the 10 ms tick it completed in (its low 32
+// bits: they wrap after 497 days) and its round trip in µs, or lost.
 type entry struct {
-	slice uint32
+	tick  uint32
 	rttUS uint32
 }
 
@@ -142,7 +155,26 @@ func newWindow(span time.Duration, rate float64, tputEvery time.Duration) *windo
 func (w *window) init(span time.Duration, rate float64, tputEvery time.Duration) {
 	w.span, w.head = int64(span), noSlice
 	w.resize(rate)
-	w.tputSpan = max(int64(span), 2*int64(tputEvery))
+	w.setThroughput(tputEvery)
+}
+
+// setThroughput sizes the throughput samples for a probe every tputEvery:
+// the throughput window's worth, for its quantiles.
+func (w *window) setThroughput(tputEvery time.Duration) {
+	w.tputSpan = max(w.span, 2*int64(tputEvery))
+	n := int32(minTput)
+	if tputEvery > 0 {
+		n = int32(min(max(w.tputSpan/int64(tputEvery)+2, minTput), maxTput))
+	}
+	if n != w.tputN {
+		old, oldNext := w.tput, int(w.tputNext)
+		w.tputN, w.tput, w.tputNext = n, nil, 0
+		for i := range old { // oldest first: from the old write position on
+			if t := old[(oldNext+i)%len(old)]; t.at != 0 {
+				w.addThroughputSample(t)
+			}
+		}
+	}
 }
 
 // sliceWidth is a 60th of the window; for a window longer than a minute,
@@ -221,12 +253,14 @@ func (w *window) ordered() []entry {
 	return append(out, w.ring[:w.next]...)
 }
 
-func (w *window) slice(ns int64) int64 {
-	s := ns / w.width
-	if ns < 0 && ns%w.width != 0 {
-		s--
+func (w *window) slice(ns int64) int64 { return floorDiv(ns, w.width) }
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a < 0 && a%b != 0 {
+		q--
 	}
-	return s
+	return q
 }
 
 // add records a measurement completed at ns: a round trip in µs, or lost.
@@ -249,7 +283,7 @@ func (w *window) add(ns int64, rttUS uint32) {
 	if len(w.ring) == 0 {
 		return
 	}
-	w.ring[w.next] = entry{slice: uint32(s), rttUS: rttUS}
+	w.ring[w.next] = entry{tick: uint32(floorDiv(ns, tickNS)), rttUS: rttUS}
 	w.next++
 	if int(w.next) == len(w.ring) {
 		w.next = 0
@@ -297,12 +331,16 @@ func (w *window) addLost(ns int64) {
 }
 
 func (w *window) addThroughput(ns int64, bps float64) {
-	if w.tput == nil {
-		w.tput = new([tputRing]tputSample)
-	}
-	w.tput[w.tputNext] = tputSample{at: ns, bps: bps}
-	w.tputNext = (w.tputNext + 1) % tputRing
+	w.addThroughputSample(tputSample{at: ns, bps: bps})
 	w.last = max(w.last, ns)
+}
+
+func (w *window) addThroughputSample(t tputSample) {
+	if w.tput == nil {
+		w.tput = make([]tputSample, max(w.tputN, minTput))
+	}
+	w.tput[w.tputNext] = t
+	w.tputNext = (w.tputNext + 1) % int32(len(w.tput))
 }
 
 // touch notes a measurement that feeds no window figure (a query value).
@@ -310,20 +348,52 @@ func (w *window) touch(ns int64) { w.last = max(w.last, ns) }
 
 // stats fills s with the figures of the window ending at now. It does not
 // allocate.
-func (w *window) stats(now time.Time, s *Stats) {
-	ns := now.UnixNano()
-	cur := w.slice(ns)
-	span := w.slicesInSpan()
-	s.Window = time.Duration(w.span)
+func (w *window) stats(now time.Time, s *Stats) { w.statsOver(now, 0, 0, s) }
 
-	// The measurements whose slice is one of the span's up to cur; later
-	// ones (recorded while now was being read) are not in it yet.
+// statsOver fills s with the figures of the measurements of the last span
+// before now, or of the window if span is 0 or not shorter; the throughput
+// figures cover tputSpan: 0 is the throughput window, a shorter one holds
+// only the newest run in it (one run stands for the link until the next;
+// an older one would hide a change). Spans shorter than the
+// window slide by 10 ms ticks over the ring: with buckets (a rate the ring
+// cannot hold a window of) they cover at most its newest measurements. It
+// does not allocate.
+func (w *window) statsOver(now time.Time, span, tputSpan time.Duration, s *Stats) {
+	ns := now.UnixNano()
+	whole := span <= 0 || int64(span) >= w.span
+	if whole {
+		span = time.Duration(w.span)
+	}
+	newestRun := tputSpan > 0 && int64(tputSpan) < w.tputSpan
+	if tputSpan <= 0 {
+		tputSpan = time.Duration(w.tputSpan)
+	}
+	s.Window = span
+	nowTick := floorDiv(ns, tickNS)
+	cur := w.slice(ns)
+	slicesIn := w.slicesInSpan()
+	// Oldest tick in a short span: measurements completed after now-span.
+	fromTick := floorDiv(ns-int64(span), tickNS) + 1
+
+	// The measurements in the span up to now; later ones (recorded while
+	// now was being read) are not in it yet.
 	var buf [maxRing]uint32
 	rtts := buf[:0]
 	var n, nLost, sumUS uint64
 	var maxUS uint32
+	oldest := int64(math.MaxInt64)
 	for _, e := range w.ring[:w.filled] {
-		if age := uint32(cur) - e.slice; age >= uint32(span) {
+		age := uint32(nowTick) - e.tick // ticks; a future entry wraps past half the range
+		if age > math.MaxUint32/2 {
+			continue
+		}
+		tick := nowTick - int64(age)
+		oldest = min(oldest, tick)
+		if whole {
+			if cur-w.slice(tick*tickNS) >= slicesIn {
+				continue
+			}
+		} else if tick < fromTick {
 			continue
 		}
 		if e.rttUS == lost {
@@ -335,10 +405,10 @@ func (w *window) stats(now time.Time, s *Stats) {
 		sumUS += uint64(e.rttUS)
 		maxUS = max(maxUS, e.rttUS)
 	}
-	if w.buckets != nil && w.head != noSlice {
+	if whole && w.buckets != nil && w.head != noSlice {
 		n, nLost, sumUS, maxUS = 0, 0, 0, 0
 		nb := int64(len(w.buckets))
-		for sl := max(w.head-nb+1, cur-span+1); sl <= min(w.head, cur); sl++ {
+		for sl := max(w.head-nb+1, cur-slicesIn+1); sl <= min(w.head, cur); sl++ {
 			b := &w.buckets[mod(sl, nb)]
 			n += uint64(b.n)
 			nLost += uint64(b.lost)
@@ -349,6 +419,7 @@ func (w *window) stats(now time.Time, s *Stats) {
 	s.Samples, s.Lost = int(n), int(nLost)
 	if n+nLost > 0 {
 		s.Loss = float64(nLost) / float64(n+nLost)
+		s.Covered = min(span, time.Duration(ns-oldest*tickNS))
 	}
 	if n > 0 {
 		s.LatencyMean = time.Duration(sumUS * 1000 / n)
@@ -362,15 +433,28 @@ func (w *window) stats(now time.Time, s *Stats) {
 	s.Jitter = time.Duration(w.jitter)
 
 	if w.tput != nil {
+		var tbuf [maxTput]float64
+		rates := tbuf[:0]
 		var tsum float64
+		var newest int64
 		for _, t := range w.tput {
-			if t.at != 0 && t.at > ns-w.tputSpan && t.at <= ns {
-				tsum += t.bps
-				s.ThroughputSamples++
+			if t.at == 0 || t.at <= ns-int64(tputSpan) || t.at > ns {
+				continue
 			}
+			if newestRun {
+				if t.at > newest {
+					newest, tsum, rates = t.at, t.bps, append(rates[:0], t.bps)
+				}
+				continue
+			}
+			tsum += t.bps
+			rates = append(rates, t.bps)
 		}
-		if s.ThroughputSamples > 0 {
-			s.Throughput = tsum / float64(s.ThroughputSamples)
+		if s.ThroughputSamples = len(rates); len(rates) > 0 {
+			s.Throughput = tsum / float64(len(rates))
+			slices.Sort(rates)
+			s.ThroughputP10 = rates[rank(len(rates), 0.10)]
+			s.ThroughputP50 = rates[rank(len(rates), 0.50)]
 		}
 	}
 	if w.last != 0 {

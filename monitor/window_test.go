@@ -370,3 +370,54 @@ func TestShortWindowSlides(t *testing.T) {
 		}
 	}
 }
+
+// Issue 10: a span shorter than the window slides by 10 ms ticks and sees
+// only its own measurements; Covered says how far back the UE's
+// measurements reach.
+func TestWindowStatsOverShortSpan(t *testing.T) {
+	w := newWindow(30*time.Second, 5, 0)
+	// 5 a second: 10 ms for 10 s, then 150 ms for 2 s, then 10 ms again.
+	for i := range 100 {
+		rtt := ms(10)
+		if i >= 50 && i < 60 {
+			rtt = ms(150)
+		}
+		w.addRTT(at(time.Duration(i)*200*time.Millisecond).UnixNano(), rtt)
+	}
+	for _, c := range []struct {
+		now, span     time.Duration
+		samples       int
+		p95           time.Duration
+		covered       time.Duration
+		wholeWindowed bool
+	}{
+		{11 * time.Second, time.Second, 5, ms(150), time.Second, false},                     // (10 s, 11 s]: the blip
+		{12*time.Second + 900*time.Millisecond, time.Second, 5, ms(10), time.Second, false}, // (11.9 s, 12.9 s]: after it
+		{12*time.Second + 100*time.Millisecond, 5 * time.Second, 25, ms(150), 5 * time.Second, false},
+		{19 * time.Second, 0, 96, ms(150), 19 * time.Second, true}, // the window still shows it
+	} {
+		var s Stats
+		w.statsOver(at(c.now), c.span, 0, &s)
+		if s.Samples != c.samples || s.LatencyP95 != c.p95 || s.Covered != c.covered {
+			t.Errorf("at %v over %v: samples %d, p95 %v, covered %v; want %d, %v, %v",
+				c.now, c.span, s.Samples, s.LatencyP95, s.Covered, c.samples, c.p95, c.covered)
+		}
+	}
+}
+
+func TestWindowThroughputQuantilesAndNewestRun(t *testing.T) {
+	w := newWindow(30*time.Second, 0, 2*time.Second) // 17 runs kept
+	for i, bps := range []float64{8, 9, 1, 7, 6, 2, 8, 9, 10, 3} {
+		w.addThroughput(at(time.Duration(i)*2*time.Second).UnixNano(), bps)
+	}
+	var s Stats
+	w.statsOver(at(19*time.Second), 0, 0, &s)
+	if s.ThroughputSamples != 10 || s.ThroughputP10 != 1 || s.ThroughputP50 != 7 || s.Throughput != 6.3 {
+		t.Errorf("window: %d runs, p10 %v, p50 %v, mean %v; want 10, 1, 7, 6.3", s.ThroughputSamples, s.ThroughputP10, s.ThroughputP50, s.Throughput)
+	}
+	s = Stats{}
+	w.statsOver(at(19*time.Second), 0, 3*time.Second, &s) // a step: the newest run alone
+	if s.ThroughputSamples != 1 || s.Throughput != 3 || s.ThroughputP10 != 3 || s.ThroughputP50 != 3 {
+		t.Errorf("step: %d runs, mean %v, p10 %v, p50 %v; want the newest run, 3", s.ThroughputSamples, s.Throughput, s.ThroughputP10, s.ThroughputP50)
+	}
+}

@@ -19,6 +19,8 @@ const (
 	metricJitter
 	metricLoss
 	metricThroughput
+	metricThroughputP10
+	metricThroughputP50
 	metricProm // a named prometheus-source metric
 )
 
@@ -29,14 +31,36 @@ var metricNames = [...]string{
 	metricLatencyMax:  "latency_max",
 	metricJitter:      "jitter",
 	metricLoss:        "loss",
-	metricThroughput:  "throughput",
+	metricThroughput:    "throughput",
+	metricThroughputP10: "throughput_p10",
+	metricThroughputP50: "throughput_p50",
 }
 
 // promPrefix introduces a prometheus-source metric: "prom.app_bitrate".
 // Prometheus names never contain a dot, so the prefix cannot be ambiguous.
 const promPrefix = "prom."
 
-const knownMetrics = "latency_mean, latency_p50, latency_p95, latency_max, jitter, loss, throughput, prom.<name>"
+const knownMetrics = "latency_mean, latency_p50, latency_p95, latency_max, jitter, loss, throughput, throughput_p10, throughput_p50, prom.<name>"
+
+// isThroughput reports whether m is a rate in bytes per second.
+func (m metric) isThroughput() bool {
+	return m == metricThroughput || m == metricThroughputP10 || m == metricThroughputP50
+}
+
+// source says which statistics a condition reads (see Observation).
+type source uint8
+
+const (
+	// srcStep: the statistics of the newest step; the condition's own
+	// timer counts how long it has held without a break.
+	srcStep source = iota
+	// srcSpan: the statistics over the last `for` of the condition's list
+	// (loss: a ratio means nothing over a few packets); the condition has
+	// held as long as those measurements reach back, up to the `for`.
+	srcSpan
+	// srcWindow: the window's statistics (over: window), timed as srcStep.
+	srcWindow
+)
 
 type op uint8
 
@@ -57,6 +81,7 @@ type condition struct {
 	op        op
 	threshold float64 // base unit: seconds, ratio, bytes per second, number
 	raw       string  // the threshold as written: "80ms"
+	src       source
 }
 
 func (c *condition) name() string {
@@ -85,7 +110,7 @@ func (c *condition) format(v float64) string {
 	switch c.metric {
 	case metricLoss:
 		return FormatRatio(v)
-	case metricThroughput:
+	case metricThroughput, metricThroughputP10, metricThroughputP50:
 		return FormatRate(v)
 	case metricProm:
 		return strconv.FormatFloat(v, 'g', 4, 64)
@@ -134,7 +159,7 @@ func parseCondition(s string) (condition, error) {
 	switch c.metric {
 	case metricLoss:
 		c.threshold, err = ParseRatio(val)
-	case metricThroughput:
+	case metricThroughput, metricThroughputP10, metricThroughputP50:
 		c.threshold, err = ParseRate(val)
 	case metricProm:
 		c.threshold, err = ParseNumber(val)
@@ -252,26 +277,55 @@ const (
 
 // condSet is a compiled any/all list with its `for`.
 type condSet struct {
-	all   bool
-	conds []condition
-	hold  time.Duration // the `for`
+	all     bool
+	recover bool // the recovery list: its span statistics are Observation.RecoverSpan
+	window  bool // over: window
+	conds   []condition
+	hold    time.Duration // the `for`
+}
+
+// value returns what condition c of s reads in o.
+func (s *condSet) value(c *condition, o *Observation, staleAfter time.Duration) (float64, bool) {
+	lat, tput := &o.Latency, &o.Throughput
+	switch c.src {
+	case srcWindow:
+		lat, tput = &o.Window.Latency, &o.Window.Throughput
+	case srcSpan:
+		lat = &o.BreachSpan
+		if s.recover {
+			lat = &o.RecoverSpan
+		}
+	}
+	return o.value(c.metric, c.prom, lat, tput, staleAfter)
+}
+
+// evalCond is the three-valued outcome of condition i of s.
+func (s *condSet) evalCond(i int, o *Observation, staleAfter time.Duration) tri {
+	c := &s.conds[i]
+	v, ok := s.value(c, o, staleAfter)
+	switch {
+	case !ok:
+		return triUnknown
+	case c.holds(v):
+		return triTrue
+	}
+	return triFalse
 }
 
 func (s *condSet) eval(o *Observation, staleAfter time.Duration) tri {
 	unknown := false
 	for i := range s.conds {
-		c := &s.conds[i]
-		v, ok := o.value(c.metric, c.prom, staleAfter)
-		if !ok {
+		switch s.evalCond(i, o, staleAfter) {
+		case triUnknown:
 			unknown = true
-			continue
-		}
-		if c.holds(v) != s.all {
-			// any: one true decides; all: one false decides.
-			if s.all {
-				return triFalse
+		case triTrue:
+			if !s.all {
+				return triTrue // any: one true decides
 			}
-			return triTrue
+		default:
+			if s.all {
+				return triFalse // all: one false decides
+			}
 		}
 	}
 	switch {
@@ -298,5 +352,8 @@ func (s *condSet) String() string {
 		b.WriteString(strconv.Quote(s.conds[i].text))
 	}
 	fmt.Fprintf(&b, " for %s", s.hold)
+	if s.window {
+		b.WriteString(" over the window")
+	}
 	return b.String()
 }

@@ -18,7 +18,7 @@ func dueOf(t *testing.T, e *Engine, ue string) time.Time {
 
 func mustEval(t *testing.T, e *Engine, now time.Time, ue string, obs Observation) Decision {
 	t.Helper()
-	d, err := e.Evaluate(now, ue, obs)
+	d, err := e.Evaluate(now, ue, withSpans(obs))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -78,6 +78,15 @@ func (t *timer) on(now time.Time) {
 	}
 }
 
+// onBack is on for a condition that has held since back before now (it
+// reads measurements reaching that far back).
+func (t *timer) onBack(now time.Time, back time.Duration) {
+	t.on(now)
+	if start := now.Add(-back); start.Before(t.since) {
+		t.since = start
+	}
+}
+
 func (t *timer) off() { *t = timer{} }
 
 func (t *timer) pause(now time.Time) {
@@ -154,7 +163,7 @@ type ue struct {
 	duePos       int32 // 1 + index in Engine.due; 0 when not in it
 
 	due            time.Time // when to evaluate again without new data (zero: no need); see due.go
-	breach, recov  timer
+	breach, recov  forClock
 	since          time.Time
 	wait           wait
 	uncertainUntil time.Time
@@ -211,6 +220,8 @@ func (e *Engine) SetUE(name string, r *Rule, groups ...string) error {
 	u, ok := e.ues[name]
 	if !ok {
 		u = &ue{name: name, rule: r, groups: gi}
+		u.breach.reset(len(r.breach.conds))
+		u.recov.reset(len(r.recover.conds))
 		e.ues[name] = u
 		e.list = append(e.list, u)
 		return nil
@@ -223,8 +234,8 @@ func (e *Engine) SetUE(name string, r *Rule, groups ...string) error {
 	u.groups = gi
 	u.removed = false
 	if u.rule.key != r.key {
-		u.breach.off()
-		u.recov.off()
+		u.breach.reset(len(r.breach.conds))
+		u.recov.reset(len(r.recover.conds))
 		u.blocked, u.noEscalation = false, false
 		u.escalated = u.has && r.escalatesTo(u.sess.QoS)
 	}
@@ -329,36 +340,23 @@ func (e *Engine) step(now time.Time, u *ue, obs *Observation) Decision {
 	if missing == MissingInherit {
 		missing = e.g.OnMissingData
 	}
-	b := r.breach.eval(obs, e.g.StaleAfter)
-	if b == triUnknown && missing == MissingBreach {
-		b = triTrue
+	bMissing, rMissing := triUnknown, triUnknown
+	if missing == MissingBreach {
+		bMissing, rMissing = triTrue, triFalse
 	}
+	b := u.breach.track(now, &r.breach, obs, e.g.StaleAfter, bMissing)
 	rc := triFalse
-	if b == triFalse {
-		rc = r.recover.eval(obs, e.g.StaleAfter)
-		if rc == triUnknown && missing == MissingBreach {
-			rc = triFalse
-		}
-	}
 	fresh := true
-	switch {
-	case b == triUnknown:
-		u.breach.pause(now)
+	switch b {
+	case triUnknown:
 		u.recov.pause(now)
 		fresh = false
-	case b == triTrue:
-		u.breach.on(now)
+	case triTrue:
 		u.recov.off()
 	default:
-		u.breach.off()
 		u.blocked, u.noEscalation = false, false // the breach episode is over
-		switch rc {
-		case triTrue:
-			u.recov.on(now)
-		case triFalse:
-			u.recov.off()
-		default:
-			u.recov.pause(now)
+		rc = u.recov.track(now, &r.recover, obs, e.g.StaleAfter, rMissing)
+		if rc == triUnknown {
 			fresh = false
 		}
 	}
@@ -375,7 +373,7 @@ func (e *Engine) step(now time.Time, u *ue, obs *Observation) Decision {
 
 func (e *Engine) evalNoSession(now time.Time, u *ue, obs *Observation, b tri) Decision {
 	r := u.rule
-	held := u.breach.held(now)
+	held := u.breach.held(now, r.breach.all)
 	switch {
 	case !u.uncertainUntil.IsZero():
 		u.setState(StateUncertain, now)
@@ -398,7 +396,7 @@ func (e *Engine) evalNoSession(now time.Time, u *ue, obs *Observation, b tri) De
 		u.wait = wait{code: waitFailed}
 	case held < r.breach.hold:
 		u.setState(StatePending, now)
-		u.wait = wait{code: waitBreachFor, held: held, need: r.breach.hold, due: u.breach.doneAt(r.breach.hold)}
+		u.wait = wait{code: waitBreachFor, held: held, need: r.breach.hold, due: u.breach.doneAt(r.breach.hold, r.breach.all)}
 	case now.Before(u.retryAt):
 		u.setState(StateBackoff, now)
 		u.wait = wait{code: waitBackoff, until: u.retryAt, due: u.retryAt}
@@ -421,11 +419,11 @@ func (e *Engine) evalSession(now time.Time, u *ue, obs *Observation, b, rc tri, 
 	r := u.rule
 	if b == triFalse && rc == triTrue {
 		u.setState(StateRecovering, now)
-		held := u.recov.held(now)
+		held := u.recov.held(now, r.recover.all)
 		minEnd := u.activeSince.Add(e.g.MinSession)
 		switch {
 		case held < r.recover.hold:
-			u.wait = wait{code: waitRecoverFor, held: held, need: r.recover.hold, due: u.recov.doneAt(r.recover.hold)}
+			u.wait = wait{code: waitRecoverFor, held: held, need: r.recover.hold, due: u.recov.doneAt(r.recover.hold, r.recover.all)}
 		case now.Before(minEnd):
 			u.wait = wait{code: waitMinSession, until: minEnd, due: minEnd}
 		case now.Before(u.retryAt):
@@ -453,7 +451,7 @@ func (e *Engine) evalSession(now time.Time, u *ue, obs *Observation, b, rc tri, 
 	}
 	var escalateAt time.Time
 	if esc := r.Escalate; esc != nil && b == triTrue && !u.escalated && !u.noEscalation {
-		held := min(u.breach.held(now), now.Sub(u.activeSince))
+		held := min(u.breach.held(now, r.breach.all), now.Sub(u.activeSince))
 		if held >= esc.After {
 			if e.affords(r.Duration) {
 				return e.replace(now, u, obs, Escalate, esc.To, held)
@@ -463,7 +461,7 @@ func (e *Engine) evalSession(now time.Time, u *ue, obs *Observation, b, rc tri, 
 		}
 		// Both the breach and the session must have lasted esc.After.
 		escalateAt = u.activeSince.Add(esc.After)
-		if at := u.breach.doneAt(esc.After); at.After(escalateAt) {
+		if at := u.breach.doneAt(esc.After, r.breach.all); at.After(escalateAt) {
 			escalateAt = at
 		}
 	}
@@ -551,7 +549,7 @@ func (e *Engine) release(now time.Time, u *ue, obs *Observation, why string) Dec
 	} else {
 		d.Causes = causes(&r.recover, obs, e.g.StaleAfter, true)
 		d.Reason = fmt.Sprintf("recover %s%s held for %s; session held %s", allOf(&r.recover),
-			joinCauses(d.Causes), formatSpan(u.recov.held(now)), formatSpan(now.Sub(u.activeSince)))
+			joinCauses(d.Causes), formatSpan(u.recov.held(now, r.recover.all)), formatSpan(now.Sub(u.activeSince)))
 	}
 	return e.decided(now, u, d, StateReleasing)
 }
@@ -578,7 +576,7 @@ func causes(s *condSet, obs *Observation, staleAfter time.Duration, want bool) [
 	var missing []Cause
 	for i := range s.conds {
 		c := &s.conds[i]
-		v, ok := obs.value(c.metric, c.prom, staleAfter)
+		v, ok := s.value(c, obs, staleAfter)
 		cause := Cause{Condition: c.text, Metric: c.name(), Value: v, Threshold: c.threshold, NoData: !ok}
 		switch {
 		case !ok:

@@ -21,6 +21,17 @@ var (
 	obsLost = Observation{Latency: LatencyStats{Samples: 10, Loss: 1}}
 )
 
+// withSpans gives loss conditions, which read the span of their `for`, the
+// latency figures of o, reaching back no further than now: the tests of the
+// engine's clocks count `for` on these as on step figures.
+func withSpans(o Observation) Observation {
+	if o.BreachSpan.Samples == 0 && o.RecoverSpan.Samples == 0 {
+		o.BreachSpan, o.RecoverSpan = o.Latency, o.Latency
+		o.BreachSpan.Covered, o.RecoverSpan.Covered = 0, 0
+	}
+	return o
+}
+
 func tput(mbps float64) Observation {
 	return Observation{Throughput: ThroughputStats{Samples: 1, BytesPerSecond: mbps * 1e6 / 8}}
 }
@@ -93,7 +104,7 @@ func (h *harness) must(err error) {
 // run ticks every second from the current time to `until` (offset from t0).
 func (h *harness) run(until time.Duration, obs func(ue string, at time.Duration) Observation) {
 	for ; h.at() <= until; h.now = h.now.Add(time.Second) {
-		ds := h.e.Tick(h.now, func(ue string) Observation { return obs(ue, h.at()) }, nil)
+		ds := h.e.Tick(h.now, func(ue string) Observation { return withSpans(obs(ue, h.at())) }, nil)
 		for _, d := range ds {
 			h.log = append(h.log, fmt.Sprintf("%s %s %s %s", h.at(), d.UE, d.Kind, d.QoS))
 			api := h.api

@@ -5,28 +5,47 @@ import (
 	"time"
 )
 
-// Observation is what the policy knows about one UE at one tick: the window
-// statistics of each source. The daemon fills it from the monitor. A source
-// with no samples (or, with Guards.StaleAfter set, a newest sample older
-// than that) is "no data", and so is every condition on it.
+// Observation is what the policy knows about one UE at one tick. The daemon
+// fills it from the monitor. A source with no samples (or, with
+// Guards.StaleAfter set, a newest sample older than that) is "no data", and
+// so is every condition on it.
+//
+// A condition reads the statistics that make its `for` mean "the UE has
+// been bad (or good) for that long" (issue 10):
+//   - latency_*, jitter, throughput*: Latency and Throughput, the newest
+//     step (the last second or so, at least one round of the probe); each
+//     condition's own clock counts how long it has held without a break.
+//   - loss: BreachSpan or RecoverSpan, the measurements of the last `for`
+//     of its list; it has held for as far back as they reach.
+//   - any condition of a list with over: window: Window, timed as a step.
 //
 // It is passed by value and holds no pointers except Prom, so building one
 // per UE per tick costs nothing; reuse one Prom map per UE.
 type Observation struct {
 	Latency    LatencyStats
 	Throughput ThroughputStats
+	// BreachSpan and RecoverSpan are the latency probes' statistics over
+	// the last `for` of the rule's breach and recovery (see Rule.Spans);
+	// LatencyStats.Covered says how far back they reach.
+	BreachSpan, RecoverSpan LatencyStats
+	// Window holds the window's statistics, for lists with over: window.
+	Window struct {
+		Latency    LatencyStats
+		Throughput ThroughputStats
+	}
 	// Prom holds the prometheus-source metrics by name (the NAME in a
 	// condition "prom.NAME > 3"). A missing key, or a NaN value, is no data.
 	Prom map[string]PromSample
 }
 
-// LatencyStats are the window statistics of the latency probes (icmp, tcp,
-// http). Latency and jitter are over the answered probes; when every probe
-// was lost (Loss == 1) the policy takes them as +Inf: a reply that never
-// comes is slower than any threshold.
+// LatencyStats are the statistics of the latency probes (icmp, tcp, http)
+// over some span. Latency and jitter are over the answered probes; when
+// every probe was lost (Loss == 1) the policy takes them as +Inf: a reply
+// that never comes is slower than any threshold.
 type LatencyStats struct {
-	Samples int           // probes in the window, answered or lost; 0 means no data
+	Samples int           // probes in the span, answered or lost; 0 means no data
 	Age     time.Duration // since the newest sample
+	Covered time.Duration // how far back before now the UE's measurements reach, up to the span
 	Mean    time.Duration
 	P50     time.Duration
 	P95     time.Duration
@@ -35,11 +54,13 @@ type LatencyStats struct {
 	Loss    float64 // lost / Samples, 0..1
 }
 
-// ThroughputStats are the window statistics of the throughput probe.
+// ThroughputStats are the statistics of the throughput probe's runs in a
+// span: the mean and nearest-rank quantiles of their rates.
 type ThroughputStats struct {
 	Samples        int           // 0 means no data
 	Age            time.Duration // since the newest sample
 	BytesPerSecond float64
+	P10, P50       float64 // bytes per second
 }
 
 // PromSample is one value read from the prometheus source.
@@ -49,17 +70,24 @@ type PromSample struct {
 }
 
 // value returns the measured value of m in its base unit (seconds, ratio,
-// bytes per second, plain number), or ok=false when there is no data.
-func (o *Observation) value(m metric, prom string, staleAfter time.Duration) (v float64, ok bool) {
+// bytes per second, plain number) from lat, tput or o.Prom, or ok=false
+// when there is no data.
+func (o *Observation) value(m metric, prom string, lat *LatencyStats, tput *ThroughputStats, staleAfter time.Duration) (v float64, ok bool) {
 	fresh := func(samples int, age time.Duration) bool {
 		return samples > 0 && (staleAfter <= 0 || age <= staleAfter)
 	}
 	switch m {
-	case metricThroughput:
-		if !fresh(o.Throughput.Samples, o.Throughput.Age) {
+	case metricThroughput, metricThroughputP10, metricThroughputP50:
+		if !fresh(tput.Samples, tput.Age) {
 			return 0, false
 		}
-		return o.Throughput.BytesPerSecond, true
+		switch m {
+		case metricThroughputP10:
+			return tput.P10, true
+		case metricThroughputP50:
+			return tput.P50, true
+		}
+		return tput.BytesPerSecond, true
 	case metricProm:
 		s, found := o.Prom[prom]
 		if !found || math.IsNaN(s.Value) || (staleAfter > 0 && s.Age > staleAfter) {
@@ -67,7 +95,7 @@ func (o *Observation) value(m metric, prom string, staleAfter time.Duration) (v 
 		}
 		return s.Value, true
 	}
-	l := &o.Latency
+	l := lat
 	if !fresh(l.Samples, l.Age) {
 		return 0, false
 	}

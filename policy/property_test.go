@@ -213,7 +213,7 @@ func (s *sim) step(dt time.Duration) {
 
 	obs := make(map[string]Observation, len(s.ues))
 	for _, u := range s.ues {
-		o := s.observe(u)
+		o := withSpans(s.observe(u))
 		obs[u.name] = o
 		if b := s.breachOf(u, &o); b != triUnknown {
 			if b == triTrue && !u.breach {

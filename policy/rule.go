@@ -29,6 +29,11 @@ type CondSpec struct {
 	Any []string `yaml:"any,omitempty"`
 	All []string `yaml:"all,omitempty"`
 	For string   `yaml:"for"`
+	// Over is "" (the default: each condition reads the measurements since
+	// its `for` began, see Observation) or "window": the conditions read
+	// the whole window's statistics, so a short degradation holds them
+	// for as long as it stays in the window.
+	Over string `yaml:"over,omitempty"`
 }
 
 // EscalateSpec moves a session to a stronger profile when the breach goes
@@ -169,6 +174,22 @@ func (r *Rule) Metrics() []string {
 	return out
 }
 
+// Spans returns how far back the statistics of Observation.BreachSpan and
+// Observation.RecoverSpan must reach for this rule: the `for` of a list
+// with a condition that reads its span (loss), else 0 (leave it empty).
+func (r *Rule) Spans() (breach, recover time.Duration) {
+	return r.breach.span(), r.recover.span()
+}
+
+func (s *condSet) span() time.Duration {
+	for i := range s.conds {
+		if s.conds[i].src == srcSpan {
+			return s.hold
+		}
+	}
+	return 0
+}
+
 // CompileRule checks spec against the DefaultProfiles and compiles it. Every
 // mistake is a *FieldError; when there are several they come joined
 // (errors.Join) in field order.
@@ -194,6 +215,7 @@ func (p Profiles) CompileRule(name string, spec RuleSpec) (*Rule, error) {
 	}
 	r.breach = compileCondSpec("breach", spec.Breach, bad)
 	r.recover = compileCondSpec("recover", spec.Recover, bad)
+	r.recover.recover = true
 	if len(r.breach.conds) > 0 && len(r.recover.conds) > 0 && len(errs) == 0 {
 		checkHysteresis(spec, &r.breach, &r.recover, bad)
 	}
@@ -250,11 +272,24 @@ func compileCondSpec(field string, c CondSpec, bad reportFunc) condSet {
 	case len(c.Any) == 0:
 		bad(field, "", "has no conditions: give any: [...] or all: [...], e.g. any: [\"latency_p95 > 80ms\"]")
 	}
+	switch c.Over {
+	case "":
+	case "window":
+		s.window = true
+	default:
+		bad(field+".over", c.Over, "must be window, or left out (each condition then reads the measurements of its `for`)")
+	}
 	for i, text := range list {
 		cond, err := parseCondition(text)
 		if err != nil {
 			bad(fmt.Sprintf("%s.%s[%d]", field, which, i), text, "%v", err)
 			continue
+		}
+		switch {
+		case s.window:
+			cond.src = srcWindow
+		case cond.metric == metricLoss:
+			cond.src = srcSpan
 		}
 		s.conds = append(s.conds, cond)
 	}
@@ -478,12 +513,15 @@ func MergeRuleSpec(base, override RuleSpec) RuleSpec {
 }
 
 func mergeCond(base, o CondSpec) CondSpec {
-	out := CondSpec{Any: slices.Clone(base.Any), All: slices.Clone(base.All), For: base.For}
+	out := CondSpec{Any: slices.Clone(base.Any), All: slices.Clone(base.All), For: base.For, Over: base.Over}
 	if len(o.Any) > 0 || len(o.All) > 0 {
 		out.Any, out.All = slices.Clone(o.Any), slices.Clone(o.All)
 	}
 	if o.For != "" {
 		out.For = o.For
+	}
+	if o.Over != "" {
+		out.Over = o.Over
 	}
 	return out
 }

@@ -77,7 +77,7 @@ func TestCompileRuleErrors(t *testing.T) {
 		want  string
 	}{
 		{"unknown metric", func(s *RuleSpec) { s.Breach.Any[0] = "latency_p99 > 80ms" }, "breach.any[0]",
-			`rules.r.breach.any[0]: "latency_p99 > 80ms" unknown metric "latency_p99" (known: latency_mean, latency_p50, latency_p95, latency_max, jitter, loss, throughput, prom.<name>)`},
+			`rules.r.breach.any[0]: "latency_p99 > 80ms" unknown metric "latency_p99" (known: latency_mean, latency_p50, latency_p95, latency_max, jitter, loss, throughput, throughput_p10, throughput_p50, prom.<name>)`},
 		{"unparsable unit", func(s *RuleSpec) { s.Breach.Any[0] = "latency_p95 > 80" }, "breach.any[0]",
 			`threshold of latency_p95: "80" has no unit (write e.g. 80ms or 80s)`},
 		{"ratio without percent", func(s *RuleSpec) { s.Breach.Any[1] = "loss > 2" }, "breach.any[1]",
@@ -279,15 +279,15 @@ func TestConditionEval(t *testing.T) {
 	}
 	// Every probe lost: latency is +Inf, past any threshold.
 	lost := Observation{Latency: LatencyStats{Samples: 3, Loss: 1}}
-	if v, ok := lost.value(metricLatencyP95, "", 0); !ok || v != inf {
+	if v, ok := lost.value(metricLatencyP95, "", &lost.Latency, &lost.Throughput, 0); !ok || v != inf {
 		t.Errorf("latency with 100%% loss = %v, %v; want +Inf", v, ok)
 	}
 	// Stale data is no data.
 	old := Observation{Latency: LatencyStats{Samples: 3, Age: 3 * time.Minute}}
-	if _, ok := old.value(metricLoss, "", 2*time.Minute); ok {
+	if _, ok := old.value(metricLoss, "", &old.Latency, &old.Throughput, 2*time.Minute); ok {
 		t.Error("3m old sample with stale_after 2m counted")
 	}
-	if _, ok := old.value(metricLoss, "", 0); !ok {
+	if _, ok := old.value(metricLoss, "", &old.Latency, &old.Throughput, 0); !ok {
 		t.Error("stale_after 0 should not age data out")
 	}
 }
