@@ -1,6 +1,9 @@
 package monitor
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // HistoryPoint is one time slice of a UE's window: what the status page
 // draws as a sparkline. It is read from the window itself, so keeping a
@@ -47,8 +50,13 @@ func (w *window) history(now time.Time, dst []HistoryPoint) ([]HistoryPoint, tim
 			sums[span-1-(cur-sl)] = b.sumUS
 		}
 	} else {
+		nowTick := floorDiv(now.UnixNano(), tickNS)
 		for _, e := range w.ring[:w.filled] {
-			age := int64(uint32(cur) - e.slice)
+			ticks := uint32(nowTick) - e.tick
+			if ticks > math.MaxUint32/2 { // recorded after now
+				continue
+			}
+			age := cur - w.slice((nowTick-int64(ticks))*tickNS)
 			if age >= span {
 				continue
 			}

@@ -113,7 +113,7 @@ type ueState struct {
 	win       window
 	step      time.Duration // latency figures of StatsOver(0)
 	tputStep  time.Duration // throughput figures of StatsOver(0)
-	latency   kind // which kind feeds the window's latency
+	latency   kind          // which kind feeds the window's latency
 	hasLat    bool
 	kinds     [numKinds]bool // kinds configured
 	counters  [numKinds]kindCounters

@@ -25,12 +25,12 @@ const (
 )
 
 var metricNames = [...]string{
-	metricLatencyMean: "latency_mean",
-	metricLatencyP50:  "latency_p50",
-	metricLatencyP95:  "latency_p95",
-	metricLatencyMax:  "latency_max",
-	metricJitter:      "jitter",
-	metricLoss:        "loss",
+	metricLatencyMean:   "latency_mean",
+	metricLatencyP50:    "latency_p50",
+	metricLatencyP95:    "latency_p95",
+	metricLatencyMax:    "latency_max",
+	metricJitter:        "jitter",
+	metricLoss:          "loss",
 	metricThroughput:    "throughput",
 	metricThroughputP10: "throughput_p10",
 	metricThroughputP50: "throughput_p50",

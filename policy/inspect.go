@@ -54,15 +54,20 @@ func (c ConditionInfo) Holds(v float64) bool {
 }
 
 // Value is what the observation measures for metric ("latency_p95",
-// "prom.app_bitrate"), in its base unit, as the rules read it; ok is false
-// for no data (or an unknown metric). With every probe lost, latency and
-// jitter are +Inf.
+// "prom.app_bitrate"), in its base unit, as the rules read it by default:
+// the step's figures, and loss over the breach's `for` (BreachSpan, or the
+// step's loss if that is empty); ok is false for no data (or an unknown
+// metric). With every probe lost, latency and jitter are +Inf.
 func (o *Observation) Value(metric string, staleAfter time.Duration) (v float64, ok bool) {
 	var c condition
 	if err := c.setMetric(metric); err != nil {
 		return 0, false
 	}
-	return o.value(c.metric, c.prom, staleAfter)
+	lat := &o.Latency
+	if c.metric == metricLoss && o.BreachSpan.Samples > 0 {
+		lat = &o.BreachSpan
+	}
+	return o.value(c.metric, c.prom, lat, &o.Throughput, staleAfter)
 }
 
 // FormatValue writes a measured value of metric for people: "112ms", "2%",
