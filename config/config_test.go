@@ -436,8 +436,9 @@ func TestCheck(t *testing.T) {
 	want := `testdata/warn/warnings.yaml:3:13: warning: api.base_url: plain http: credentials and session requests travel unencrypted
 testdata/warn/warnings.yaml:8:15: warning: notifications.public_url: ends in /notifications, and the operator appends /notifications itself: it will call http://qodwatch.example.com/notifications/notifications
 testdata/warn/warnings.yaml:8:15: warning: notifications.public_url: plain http: the notification token travels unencrypted
+testdata/warn/warnings.yaml:19:20: warning: rules.used.breach.any[0]: "loss > 2%" reads the loss over the last for (20s): an outage of 400ms meets it and buys; latency conditions count a lost packet as an endless round trip and see outages step by step (or put the loss in an all-list with them)
 testdata/warn/warnings.yaml:23:3: warning: rules.unused: no UE uses this rule
-testdata/warn/warnings.yaml: OK: 1 UE, 2 rules, 1 probe, auth bearer, dialect devedge, 4 warnings
+testdata/warn/warnings.yaml: OK: 1 UE, 2 rules, 1 probe, auth bearer, dialect devedge, 5 warnings
 `
 	if out.String() != want || errOut.Len() != 0 {
 		t.Errorf("stdout:\n%s\nwant:\n%s\nstderr: %s", out.String(), want, errOut.String())

@@ -105,6 +105,7 @@ func (r *resolver) resolve(raw *rawFile) *Config {
 	defs := r.defaults(&raw.Defaults, cfg.Rules)
 	cfg.UEs = r.ues(raw.UEs, defs, cfg.Rules, specs)
 	cfg.Guards = r.guards(raw.Guards, cfg.UEs)
+	r.warnBlips(cfg.UEs)
 	for _, name := range r.d.mapKeys("rules", slices.Collect(maps.Keys(cfg.Rules))) {
 		used := defs.rule == name
 		for i := range cfg.UEs {

@@ -461,7 +461,7 @@ func (r *resolver) checkRuleInputs(p string, u *rawUE, ue *UE) {
 			if !slices.ContainsFunc(ue.Probes, func(pr Probe) bool { return pr.Kind == ProbePrometheus && pr.Metric == name }) {
 				missing = fmt.Sprintf("prometheus probe with metric: %s", name)
 			}
-		case m == "throughput":
+		case strings.HasPrefix(m, "throughput"):
 			if !has(ProbeThroughput) {
 				missing = "throughput probe"
 			}
