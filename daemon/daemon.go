@@ -220,6 +220,7 @@ func New(opts Options) (*Daemon, error) {
 		if err := d.engine.SetUE(cfg.UEs[i].Name, cfg.UEs[i].Rule, groups(&cfg.UEs[i])...); err != nil {
 			return nil, err
 		}
+		d.obsSpans[cfg.UEs[i].Name] = spansOf(cfg.UEs[i].Rule)
 	}
 	d.metrics = newMetrics(d)
 	// The config of the start is the first successful load: a fresh daemon
