@@ -500,7 +500,7 @@ func (m *Monitor) Stats(ue string, now time.Time) (Stats, bool) {
 // set. The step's latency figures cover the step (Options.Step, or a round
 // of the latency probe and a quarter more if longer); its throughput
 // figures are the newest run within an interval and a half of the probe.
-// A span at least the window's is the window.
+// A span is at least the step; one at least the window's is the window.
 func (m *Monitor) StatsOver(ue string, now time.Time, span time.Duration) (Stats, bool) {
 	st := m.set.Load().byName[ue]
 	if st == nil {
@@ -512,6 +512,9 @@ func (m *Monitor) StatsOver(ue string, now time.Time, span time.Duration) (Stats
 	if span == 0 {
 		span, tspan = st.step, st.tputStep
 	}
+	// A ratio over fewer packets than a step's is noise: one late answer
+	// in a 500 ms span of two probes would be 50 % loss.
+	span = max(span, st.step)
 	st.win.statsOver(now, span, tspan, &s)
 	if st.hasLat {
 		s.LatencyProbe = kindNames[st.latency]
