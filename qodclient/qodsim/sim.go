@@ -455,7 +455,7 @@ func methodNotAllowed(allow string) *reply {
 // gateway would: injected faults, auth, contract checks, then the work.
 func (s *Simulator) apiCall(op string, r *http.Request, body []byte, id string) *reply {
 	s.ExpireDue()
-	if rep := s.injectedError(); rep != nil {
+	if rep := s.injectedError(op); rep != nil {
 		return rep
 	}
 	v1 := s.opts.Dialect == DialectCAMARAv1
@@ -501,10 +501,14 @@ func (s *Simulator) apiCall(op string, r *http.Request, body []byte, id string) 
 }
 
 // injectedError draws the injected error for this call, if any.
-func (s *Simulator) injectedError() *reply {
+func (s *Simulator) injectedError(op string) *reply {
 	s.mu.Lock()
 	f := s.faults
 	fail := false
+	if len(f.Only) > 0 && !slices.Contains(f.Only, opNames[op]) {
+		s.mu.Unlock()
+		return nil
+	}
 	if s.faults.FailNext > 0 {
 		s.faults.FailNext--
 		fail = true

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 
@@ -47,6 +48,22 @@ const (
 	opGetProfile       = "getQosProfile"
 	opRetrieveProfiles = "retrieveQoSProfiles"
 )
+
+// opNames are the operations as Faults.Only names them.
+var opNames = map[string]string{
+	opCreate: "create", opGet: "get", opDelete: "delete", opExtend: "extend",
+	opRetrieveSessions: "retrieve-sessions", opGetProfile: "qos-profile", opRetrieveProfiles: "retrieve-qos-profiles",
+}
+
+// Operations lists the operation names Faults.Only takes.
+func Operations() []string {
+	out := make([]string, 0, len(opNames))
+	for _, n := range opNames {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
 
 // apiSpec is the loaded document with one ready route per operation.
 type apiSpec struct {

@@ -258,6 +258,10 @@ type Faults struct {
 	// that way regardless of ErrorRate, for deterministic retry tests.
 	ErrorRate float64
 	FailNext  int
+	// Only, if set, limits ErrorRate and FailNext to these operations:
+	// "create", "get", "delete", "extend", "retrieve-sessions",
+	// "qos-profile", "retrieve-qos-profiles" (see Operations).
+	Only []string
 	// ErrorStatus is the injected status, default 503. Usual: 500, 503, 429.
 	ErrorStatus int
 	// RetryAfter, if positive, is sent as Retry-After (whole seconds, rounded

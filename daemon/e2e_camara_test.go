@@ -1,0 +1,120 @@
+package daemon_test
+
+// End-to-end scenarios only CAMARA QualityOnDemand v1 has: qosStatus,
+// retrieve-sessions. The scenarios both dialects share run for each in
+// e2e_test.go.
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/qodwatch/qodwatch/policy"
+	"github.com/qodwatch/qodwatch/qodclient/qodsim"
+)
+
+// A session the network never provides (REQUESTED past
+// api.requested_timeout) is deleted and counted, and the UE gets a new
+// one, which becomes AVAILABLE.
+func TestE2EV1StuckRequested(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{dialect: camaraV1})
+	e.spec.requestedTimeout = "1s"
+	e.sim.SetFaults(qodsim.Faults{StuckRequested: true})
+	r := e.start(e.spec.parse(t), "")
+	e.ue(1).bad()
+	stuck := e.waitSession(r, "ue-1")
+	e.eventually("the stuck session given up", func() bool {
+		return r.metric(t, "qodwatch_sessions_stuck_requested_total") == 1 && e.tally().deletes == 1
+	})
+	e.sim.SetFaults(qodsim.Faults{})
+	second := e.waitSession(r, "ue-1")
+	if second == stuck {
+		t.Fatalf("still the stuck session %s", stuck)
+	}
+	e.eventually("the new session available", func() bool { return r.metric(t, "qodwatch_sessions_available") == 1 })
+	if n := r.metric(t, "qodwatch_sessions_ended_total", "reason", "terminated"); n != 1 {
+		t.Fatalf("qodwatch_sessions_ended_total{terminated} = %v, want the stuck one", n)
+	}
+	e.ue(1).good()
+	e.waitNoSession(r, "ue-1")
+	if got := e.tally(); got.created != 2 || got.deletes != 2 || got.conflicts != 0 {
+		t.Fatalf("simulator saw %s", got)
+	}
+}
+
+// The operator answers 409: the device has a session the daemon does not
+// know (made before its state was lost). retrieve-sessions finds it; it is
+// adopted rather than waited out, and ended on recovery.
+func TestE2EV1ConflictReconciled(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{dialect: camaraV1})
+	body := `{"device":{"ipv4Address":{"publicAddress":"198.51.100.1","privateAddress":"198.51.100.1"}},` +
+		`"applicationServer":{"ipv4Address":"203.0.113.10"},"qosProfile":"QOS_E","duration":600}`
+	req, _ := http.NewRequest(http.MethodPost, e.sim.URL+"/sessions", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || len(e.live()) != 1 {
+		t.Fatalf("the earlier session: %d, live %v", resp.StatusCode, e.liveIDs())
+	}
+	earlier := e.live()[0].ID
+	e.foreign = append(e.foreign, earlier)
+	r := e.start(e.spec.parse(t), "")
+	e.ue(1).bad()
+	e.eventually("the earlier session adopted", func() bool {
+		st := r.status("ue-1")
+		return st.HasSession && st.Session.ID == earlier
+	})
+	if n := r.metric(t, "qodwatch_reconciliations_total", "trigger", "conflict", "result", "adopted"); n != 1 {
+		t.Fatalf("qodwatch_reconciliations_total{conflict,adopted} = %v", n)
+	}
+	e.ue(1).good()
+	e.waitNoSession(r, "ue-1")
+	if got := e.tally(); got.posts != 2 || got.conflicts != 1 || got.retrieves != 1 || got.deletes != 1 {
+		t.Fatalf("simulator saw %s; want one 409, one look-up, the earlier session ended", got)
+	}
+}
+
+// A create's answer is lost and retrieve-sessions fails too, so the UE
+// stays suspected when the daemon stops. The next start looks the UE up:
+// the lost session is found, adopted and ended on recovery.
+func TestE2EV1LostCreateFoundAtStart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{dialect: camaraV1})
+	e.sim.SetFaults(qodsim.Faults{DropCreateResponse: true, ErrorRate: 1, Only: []string{"retrieve-sessions"}})
+	a := e.start(e.spec.parse(t), "")
+	e.ue(1).bad()
+	e.eventually("the UE suspected of holding a session", func() bool {
+		return a.status("ue-1").State == policy.StateUncertain &&
+			a.metric(t, "qodwatch_reconciliations_total", "trigger", "unknown_outcome", "result", "error") == 1
+	})
+	if err := a.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.state(); len(st.Intents) != 1 || len(e.live()) != 1 {
+		t.Fatalf("after the stop: intents %+v, live %v; want the lost create's intent and its session", st.Intents, e.liveIDs())
+	}
+	lost := e.live()[0].ID
+	e.sim.SetFaults(qodsim.Faults{})
+	b := e.start(e.spec.parse(t), "")
+	e.eventually("the lost session found at start", func() bool {
+		st := b.status("ue-1")
+		return st.HasSession && st.Session.ID == lost
+	})
+	if n := b.metric(t, "qodwatch_reconciliations_total", "trigger", "start", "result", "adopted"); n != 1 {
+		t.Fatalf("qodwatch_reconciliations_total{start,adopted} = %v", n)
+	}
+	e.eventually("the intent replaced by the session in the state file", func() bool {
+		st := e.state()
+		return len(st.Intents) == 0 && len(st.Sessions) == 1 && st.Sessions[0].ID == lost
+	})
+	e.ue(1).good()
+	e.waitNoSession(b, "ue-1")
+	if got := e.tally(); got.posts != 1 || got.deletes != 1 {
+		t.Fatalf("simulator saw %s; want the one lost session ended", got)
+	}
+}
