@@ -517,8 +517,11 @@ func (e *env) invariants() error {
 	}
 	after := e.liveIDs()
 	for _, s := range before {
-		if !slices.Contains(after, s.ID) || slices.Contains(e.foreign, s.ID) {
-			continue // ended meanwhile, or not the daemon's
+		if !slices.Contains(after, s.ID) || slices.Contains(e.foreign, s.ID) || s.QoSStatus == qodsim.StatusUnavailable {
+			// Ended meanwhile, or not the daemon's, or ended by the network
+			// (CAMARA v1): no QoS, nothing billed; it only blocks the
+			// device until deleted, which a 409 would bring to light.
+			continue
 		}
 		known := false
 		for _, x := range st.Sessions {

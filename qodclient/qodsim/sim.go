@@ -88,6 +88,7 @@ func newSimulator(opts Options) (*Simulator, error) {
 		byUE:     map[string]string{},
 		tokens:   map[string]time.Time{},
 		jtis:     map[string]time.Time{},
+		faults:   opts.Faults,
 	}, nil
 }
 
@@ -416,6 +417,8 @@ func (s *Simulator) route(r *http.Request, body []byte) *reply {
 			return methodNotAllowed(http.MethodPost)
 		}
 		return s.serveOAuth2Token(r, body)
+	case s.opts.Control && strings.HasPrefix(p, ControlPath):
+		return s.serveControl(r, body)
 	case p == s.opts.BasePath+"/openapi.yaml" && r.Method == http.MethodGet:
 		// The contract the simulator enforces, for people and tools.
 		h := http.Header{}

@@ -99,6 +99,11 @@ type Options struct {
 	// HTTPClient delivers notifications. Default: a client with
 	// NotifyTimeout as its timeout.
 	HTTPClient *http.Client
+	// Faults are in effect from the start (SetFaults changes them).
+	Faults Faults
+	// Control serves the fault switches at ControlPath, without auth, so
+	// outages can be rehearsed against a running simulator.
+	Control bool
 }
 
 // TAAPOptions configures TAAP auth: the token endpoint accepts Basic
