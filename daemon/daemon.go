@@ -203,6 +203,10 @@ func New(opts Options) (*Daemon, error) {
 		Logger:   d.log,
 		ICMP:     d.setICMPTargets,
 		Recorded: d.dirty.mark,
+		// One round-trip histogram per probe kind for the fleet, native
+		// for Prometheus servers with native histograms on; the per-UE
+		// classic one would cost 15 series per UE.
+		FleetRTTHistogram: true,
 	})
 	if err != nil {
 		return nil, err
@@ -230,6 +234,9 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	if err := registerRuntimeCollectors(d.reg); err != nil {
+		return nil, err
+	}
+	if err := d.reg.Register(mon.FleetRTTCollector()); err != nil {
 		return nil, err
 	}
 	d.v1metrics = newCamaraMetrics(d)

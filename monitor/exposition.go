@@ -33,6 +33,10 @@ func (m *Monitor) WriteMetrics(w io.Writer) error {
 // promhttp does by default.
 func (m *Monitor) MetricsHandler(g prometheus.Gatherer) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if wantsProtobuf(r.Header.Get("Accept")) {
+			m.serveProtobuf(w, r, g)
+			return
+		}
 		var mfs []*dto.MetricFamily
 		if g != nil {
 			var err error
@@ -61,6 +65,46 @@ func (m *Monitor) MetricsHandler(g prometheus.Gatherer) http.Handler {
 			m.log.Debug("write metrics", "err", err) // the scraper went away
 		}
 	})
+}
+
+// serveProtobuf answers a scraper that asks for the protobuf format (a
+// Prometheus taking native histograms): the Monitor's families go through
+// client_golang's registry, at its cost (~10x the text writer's at 10,000
+// UEs), which only such scrapers pay.
+func (m *Monitor) serveProtobuf(w http.ResponseWriter, r *http.Request, g prometheus.Gatherer) {
+	gs := prometheus.Gatherers{m.selfReg}
+	if g != nil {
+		gs = append(gs, g)
+	}
+	mfs, err := gs.Gather()
+	if err != nil {
+		m.log.Error("gather metrics", "err", err)
+		http.Error(w, "An error has occurred while gathering metrics:\n\n"+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	format := expfmt.NewFormat(expfmt.TypeProtoDelim)
+	h := w.Header()
+	h.Set("Content-Type", string(format))
+	h.Add("Vary", "Accept-Encoding")
+	var out io.Writer = w
+	if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+		h.Set("Content-Encoding", "gzip")
+		gz := gzipWriters.Get().(*gzip.Writer)
+		gz.Reset(w)
+		defer func() {
+			_ = gz.Close()
+			gz.Reset(nil)
+			gzipWriters.Put(gz)
+		}()
+		out = gz
+	}
+	enc := expfmt.NewEncoder(out, format)
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			m.log.Debug("write metrics", "err", err) // the scraper went away
+			return
+		}
+	}
 }
 
 // gzipWriters are reused: each holds a few hundred KiB of compressor state.

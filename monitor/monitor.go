@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Options configure a Monitor. Zero values take the defaults noted.
@@ -31,6 +33,10 @@ type Options struct {
 	// RTTHistogram exports a round-trip histogram per UE and probe kind.
 	// Leave it off for large fleets: the window gauges stay.
 	RTTHistogram bool
+	// FleetRTTHistogram keeps one round-trip histogram per probe kind for
+	// all UEs, native for the scrapers that take native histograms; see
+	// FleetRTTCollector.
+	FleetRTTHistogram bool
 	// ICMP receives the complete list of ICMP targets whenever it changes
 	// (UE set replaced, a name resolved to a new address). Wire it to the
 	// shared engine's SetTargets; nil refuses UEs with ICMP probes.
@@ -86,6 +92,9 @@ type Monitor struct {
 	unknownU atomic.Uint64           // Results for UEs not in the set
 
 	registeredTwice atomic.Bool // warned that MetricsHandler's registry holds the Monitor too
+
+	fleet   *fleetRTT            // with Options.FleetRTTHistogram only
+	selfReg *prometheus.Registry // the Monitor alone, for protobuf scrapes
 }
 
 // ueSet is an immutable snapshot of the UEs; Record reads it without locks.
@@ -166,6 +175,13 @@ func New(opts Options) (*Monitor, error) {
 		wake:     make(chan struct{}, 1),
 		icmpWake: make(chan struct{}, 1),
 		sem:      make(chan struct{}, opts.MaxConcurrent),
+	}
+	if opts.FleetRTTHistogram {
+		m.fleet = newFleetRTT()
+	}
+	m.selfReg = prometheus.NewRegistry()
+	if err := m.selfReg.Register(m); err != nil {
+		return nil, err
 	}
 	m.env = newEnv(newResolver(opts.ResolveTTL, nil, opts.Clock.Now), opts.Clock.Now)
 	m.set.Store(&ueSet{byName: map[string]*ueState{}})
@@ -440,7 +456,7 @@ func (m *Monitor) Record(r Result) {
 		return
 	}
 	st.mu.Lock()
-	st.record(k, &r)
+	st.record(k, &r, m.fleet)
 	var logf func()
 	if st.errs != nil {
 		logf = m.recovered(st, k, r.At.UnixNano())
@@ -454,7 +470,7 @@ func (m *Monitor) Record(r Result) {
 	}
 }
 
-func (st *ueState) record(k kind, r *Result) {
+func (st *ueState) record(k kind, r *Result, fleet *fleetRTT) {
 	ns := r.At.UnixNano()
 	c := &st.counters[k]
 	switch {
@@ -476,6 +492,9 @@ func (st *ueState) record(k kind, r *Result) {
 		c.received++
 		if st.hists != nil && st.hists[k] != nil {
 			st.hists[k].observe(r.RTT)
+		}
+		if fleet != nil {
+			fleet.observe(k, r.RTT)
 		}
 		if st.hasLat && k == st.latency {
 			st.win.addRTT(ns, r.RTT)

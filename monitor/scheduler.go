@@ -192,7 +192,7 @@ func (m *Monitor) recordOutcome(st *ueState, t *task, o *outcome) {
 		st.values[t.valueIdx].Value = o.Value
 		st.values[t.valueIdx].At = o.At
 	}
-	st.record(t.kind, &o.Result)
+	st.record(t.kind, &o.Result, m.fleet)
 	var logf func()
 	if st.errs != nil {
 		logf = m.recovered(st, t.kind, o.At.UnixNano())

@@ -292,7 +292,8 @@ func runEngine(n int, d time.Duration, recorder string, coalesce time.Duration, 
 	case "monitor":
 		var err error
 		mon, err = monitor.New(monitor.Options{
-			Logger: log,
+			Logger:            log,
+			FleetRTTHistogram: true, // as in the daemon
 			ICMP: func(ts []monitor.ICMPTarget) {
 				<-engineReady
 				targets := make([]icmp.Target, len(ts))
@@ -426,6 +427,9 @@ func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 func scrape(f *figures, mon *monitor.Monitor) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if c := mon.FleetRTTCollector(); c != nil {
+		reg.MustRegister(c)
+	}
 	h := mon.MetricsHandler(reg)
 	f.MetricsBytes, _, f.MetricsMs = render(h, "")
 	_, f.GzipBytes, f.GzipMs = render(h, "gzip")

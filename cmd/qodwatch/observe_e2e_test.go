@@ -98,6 +98,8 @@ func TestOperatorViewInPrometheusAndChromium(t *testing.T) {
 	r.writeConfigText(fmt.Sprintf(observeConfig, r.sim.URL, r.webAddr, a.URL, blob.URL+"/blob", refused, r.stateDir))
 
 	prom := startPrometheus(t, promBin, r.webAddr)
+	// A second server takes native histograms: it scrapes protobuf.
+	native := startPrometheus(t, promBin, r.webAddr, "--enable-feature=native-histograms")
 	d := r.start("qodwatch")
 
 	a.target.setBad(true)
@@ -167,6 +169,13 @@ func TestOperatorViewInPrometheusAndChromium(t *testing.T) {
 			}
 			time.Sleep(500 * time.Millisecond) // polling prometheus, which scrapes every 1s
 		}
+		// The server with native histograms got everything over protobuf,
+		// the fleet's round trips as a native histogram.
+		waitFor(t, 30*time.Second, "the native-histogram prometheus to see the fleet histogram and the per-UE figures", func() bool {
+			return native.targetHealth(t) == "up" &&
+				native.query(t, `histogram_count(qodwatch_fleet_rtt_seconds{probe="http"}) > 0`) &&
+				native.query(t, `qodwatch_window_loss_ratio{ue="ue-a"}`)
+		})
 		// The alert rules loaded and evaluate without error.
 		for _, rule := range prom.rules(t) {
 			if rule.Health != "ok" && rule.Health != "unknown" {
@@ -244,7 +253,7 @@ func namedMetrics(t *testing.T) []string {
 // promServer is a running Debian prometheus scraping qodwatch.
 type promServer struct{ base string }
 
-func startPrometheus(t *testing.T, bin, target string) *promServer {
+func startPrometheus(t *testing.T, bin, target string, flags ...string) *promServer {
 	t.Helper()
 	dir := t.TempDir()
 	rules, err := filepath.Abs("../../deploy/prometheus/alerts.yaml")
@@ -263,8 +272,9 @@ scrape_configs:
 	}
 	addr := freeAddr(t, "127.0.0.1")
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "--config.file="+cfgFile, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn")
+	args := append([]string{"--config.file=" + cfgFile, "--storage.tsdb.path=" + filepath.Join(dir, "data"),
+		"--web.listen-address=" + addr, "--log.level=warn"}, flags...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -331,10 +341,16 @@ func (p *promServer) targetHealth(t *testing.T) string {
 	return v.ActiveTargets[0].Health
 }
 
-// has reports whether prometheus holds a series of the metric now.
+// has reports whether prometheus holds a series of the metric now (for a
+// histogram scraped as text, of its _count).
 func (p *promServer) has(t *testing.T, name string) bool {
+	return p.query(t, `group({__name__=~"`+name+`|`+name+`_count"})`)
+}
+
+// query reports whether the PromQL query has a result now.
+func (p *promServer) query(t *testing.T, q string) bool {
 	var v struct{ Result []json.RawMessage }
-	p.api(t, "/api/v1/query?query="+url.QueryEscape(`group({__name__="`+name+`"})`), &v)
+	p.api(t, "/api/v1/query?query="+url.QueryEscape(q), &v)
 	return len(v.Result) > 0
 }
 
