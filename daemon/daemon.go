@@ -119,6 +119,7 @@ type Daemon struct {
 	abortErr    error          // why the daemon is stopping on a failure; sessions are then kept
 	v1          camaraState    // qosStatus of held sessions (CAMARA v1)
 	v1metrics   *camaraMetrics // what only CAMARA v1 has
+	profileCaps profileCaps    // the QoS profiles' maxDuration (CAMARA v1)
 
 	history decisionLog // the last decisions per UE, for the status page
 
@@ -342,6 +343,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.startICMPIfNeeded(); err != nil {
 		return err
 	}
+	caps, err := checkProfiles(ctx, d.cfg, d.api, d.log)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.profileCaps = caps
+	d.mu.Unlock()
 	if err := d.restore(ctx); err != nil {
 		return err
 	}
@@ -651,6 +659,16 @@ func (d *Daemon) apply(cfg *config.Config) (ReloadReport, error) {
 		}
 		api = c
 	}
+	checkAPI := api
+	if checkAPI == nil {
+		d.mu.Lock()
+		checkAPI = d.api
+		d.mu.Unlock()
+	}
+	caps, err := checkProfiles(d.opsCtx, cfg, checkAPI, d.log)
+	if err != nil {
+		return ReloadReport{}, err
+	}
 	ues, err := monitorUEs(cfg)
 	if err != nil {
 		return ReloadReport{}, err
@@ -665,6 +683,7 @@ func (d *Daemon) apply(cfg *config.Config) (ReloadReport, error) {
 	defer d.mu.Unlock()
 	now := d.now()
 	d.cfg = cfg
+	d.profileCaps = caps
 	if api != nil {
 		d.api = api
 	}

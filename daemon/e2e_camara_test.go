@@ -5,10 +5,15 @@ package daemon_test
 // e2e_test.go.
 
 import (
+	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/qodwatch/qodwatch/config"
 	"github.com/qodwatch/qodwatch/policy"
 	"github.com/qodwatch/qodwatch/qodclient/qodsim"
 )
@@ -116,5 +121,72 @@ func TestE2EV1LostCreateFoundAtStart(t *testing.T) {
 	e.waitNoSession(b, "ue-1")
 	if got := e.tally(); got.posts != 1 || got.deletes != 1 {
 		t.Fatalf("simulator saw %s; want the one lost session ended", got)
+	}
+}
+
+// The QoS profiles are read at start and on reload: a rule's duration is
+// capped at its profile's maxDuration, a threshold tighter than the
+// profile promises is warned about, and a profile that is not ACTIVE
+// refuses the reload (the old config keeps running) and the start.
+func TestE2EV1QoSProfiles(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{dialect: camaraV1, sim: qodsim.Options{Profiles: []qodsim.Profile{
+		{Name: "QOS_E", Status: qodsim.ProfileActive, MaxDuration: 30 * time.Second, PacketDelayBudget: 50 * time.Millisecond},
+		{Name: "QOS_L", Status: qodsim.ProfileInactive},
+	}}})
+	file := filepath.Join(e.spec.extraFiles, "qodwatch.yaml")
+	text := e.spec.yaml(t)
+	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := e.start(e.spec.parse(t), file)
+	e.ue(1).bad()
+	e.waitSession(r, "ue-1")
+	var body struct {
+		Duration int `json:"duration"`
+	}
+	for _, req := range e.sim.Requests() {
+		if req.Method == http.MethodPost && strings.HasSuffix(req.Path, "/sessions") {
+			_ = json.Unmarshal(req.Body, &body)
+		}
+	}
+	if body.Duration != 30 {
+		t.Fatalf("create asked for %ds; want the rule's 1m capped at the profile's 30s", body.Duration)
+	}
+	for _, want := range []string{"longer sessions than its QoS profile grants; capped", `breach \"latency_p50 > 40ms\": the profile's packetDelayBudget is 50ms`} {
+		if !strings.Contains(e.logs.String(), want) {
+			t.Errorf("log lacks %q", want)
+		}
+	}
+	if err := os.WriteFile(file, []byte(strings.Replace(text, "qos: QOS_E", "qos: QOS_L", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.d.Reload(); err == nil || !strings.Contains(err.Error(), "QOS_L is INACTIVE") {
+		t.Fatalf("reload onto an INACTIVE profile: %v", err)
+	}
+	if n := r.metric(t, "qodwatch_config_last_reload_successful"); n != 0 {
+		t.Fatalf("qodwatch_config_last_reload_successful = %v after a refused reload", n)
+	}
+	if !r.status("ue-1").HasSession {
+		t.Fatal("the refused reload dropped the session")
+	}
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	bad, err := config.Parse(file, []byte(strings.Replace(text, "qos: QOS_E", "qos: QOS_L", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := e.start(bad, "")
+	var runErr error
+	select {
+	case runErr = <-b.done: // Run returns on its own
+	case <-time.After(waitLong):
+		t.Fatal("a start with an INACTIVE profile keeps running")
+	}
+	b.once.Do(func() { b.err = runErr })
+	b.cancel()
+	if runErr == nil || !strings.Contains(runErr.Error(), "QOS_L is INACTIVE") {
+		t.Fatalf("start with an INACTIVE profile: %v", runErr)
 	}
 }

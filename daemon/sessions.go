@@ -37,7 +37,7 @@ func (d *Daemon) dispatch(dec policy.Decision) {
 	d.opSeq++
 	req := sessionOp{dec: dec, api: d.api, seq: d.opSeq, notifyBase: d.notifyURL()}
 	if ok {
-		req.body = createRequest(ue, dec.QoS, int(dec.Duration/time.Second), req.notifyBase, d.notifyToken)
+		req.body = createRequest(ue, dec.QoS, int(d.capDuration(dec.QoS, dec.Duration)/time.Second), req.notifyBase, d.notifyToken)
 	}
 	if !d.ops.goAPI(func() { d.run(req) }) {
 		_ = d.engine.Failed(d.now(), dec.UE, policy.Failure{Err: errStopping, Retryable: true})
