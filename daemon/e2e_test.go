@@ -948,7 +948,7 @@ func TestE2EFailNextRetriedWithinCall(t *testing.T) {
 	eachDialect(t, func(t *testing.T, dl dialect) {
 		e := newEnv(t, envOptions{dialect: dl})
 		e.spec.maxRetries = 2
-		e.sim.SetFaults(qodsim.Faults{FailNext: 2, ErrorStatus: http.StatusServiceUnavailable})
+		e.sim.SetFaults(qodsim.Faults{FailNext: 2, ErrorStatus: http.StatusServiceUnavailable, Only: []string{"create"}})
 		r := e.start(e.spec.parse(t), "")
 		e.ue(1).bad()
 		e.waitSession(r, "ue-1")
