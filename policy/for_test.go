@@ -81,6 +81,20 @@ func TestForSemantics(t *testing.T) {
 			want:  []string{"5s cam request QOS_E", "40s cam release QOS_E"},
 		},
 		{
+			// The first good step covers the second before it: the link
+			// has been good since then, and recovery counts from there.
+			name: "recovery counts from the start of the first good step",
+			spec: latencyRule,
+			obs: series(phase{30 * time.Second, step(ms(150))},
+				phase{0, func() Observation {
+					o := good(step(ms(10)))
+					o.Latency.Covered = time.Second
+					return o
+				}()}),
+			until: 120 * time.Second,
+			want:  []string{"5s cam request QOS_E", "39s cam release QOS_E"},
+		},
+		{
 			name: "recovery waits for the loss of its whole for",
 			spec: latencyRule,
 			obs: series(phase{30 * time.Second, step(ms(150))},

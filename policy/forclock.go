@@ -42,8 +42,14 @@ func (c *forClock) track(now time.Time, s *condSet, obs *Observation, staleAfter
 		case triTrue:
 			anyTrue = true
 			var back time.Duration
-			if s.conds[i].src == srcSpan {
-				back = min(s.span(), spanOf(s, obs).Covered)
+			switch c := &s.conds[i]; {
+			case c.src == srcSpan:
+				back = min(s.hold, spanOf(s, obs).Covered)
+			case s.recover && c.src == srcStep && !c.metric.isThroughput() && c.metric != metricProm:
+				// A step that meets a recovery condition shows the link
+				// good since the step began: recovery counts from there,
+				// not a step later (issue 10: clean→DELETE ≈ recover for).
+				back = min(s.hold, obs.Latency.Covered)
 			}
 			t.onBack(now, back)
 		case triFalse:
