@@ -38,8 +38,12 @@ type Config struct {
 
 	// Rules holds every rule of the rules section, compiled.
 	Rules map[string]*policy.Rule
-	// UEs in file order, each fully resolved.
+	// UEs in file order, each fully resolved; with ue_sd, the daemon's
+	// running config also holds the discovered ones (WithDiscovered).
 	UEs []UE
+	// Discovery lists the ue_sd sources.
+	Discovery []Discovery
+	sd        *discoveryContext
 
 	// StateDir is where the daemon keeps its session ledger. Empty only in
 	// dry-run mode. Like every path in a Config, a relative path in the file

@@ -16,6 +16,7 @@ type rawFile struct {
 	Log           rawLog                     `yaml:"log"`
 	Defaults      rawDefaults                `yaml:"defaults"`
 	UEs           []rawUE                    `yaml:"ues"`
+	UESD          []rawDiscovery             `yaml:"ue_sd"`
 	Rules         map[string]policy.RuleSpec `yaml:"rules"`
 	Guards        rawGuards                  `yaml:"guards"`
 	StateDir      string                     `yaml:"state_dir"`

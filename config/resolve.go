@@ -103,11 +103,13 @@ func (r *resolver) resolve(raw *rawFile) *Config {
 	var specs map[string]policy.RuleSpec
 	cfg.Rules, specs = r.rules(raw.Rules)
 	defs := r.defaults(&raw.Defaults, cfg.Rules)
-	cfg.UEs = r.ues(raw.UEs, defs, cfg.Rules, specs)
-	cfg.Guards = r.guards(raw.Guards, cfg.UEs)
+	cfg.Discovery = r.discoveries(raw.UESD, cfg.Rules)
+	cfg.UEs = r.ues(raw.UEs, defs, cfg.Rules, specs, len(raw.UESD) > 0)
+	cfg.sd = &discoveryContext{dir: r.dir, dialect: r.dialect, rules: cfg.Rules, specs: specs, names: r.ruleNames, defs: defs}
+	cfg.Guards = r.guards(raw.Guards, cfg.UEs, len(raw.UESD) > 0)
 	r.warnBlips(cfg.UEs)
 	for _, name := range r.d.mapKeys("rules", slices.Collect(maps.Keys(cfg.Rules))) {
-		used := defs.rule == name
+		used := defs.rule == name || cfg.discoveryUsesRule(name)
 		for i := range cfg.UEs {
 			used = used || cfg.UEs[i].RuleName == name
 		}
@@ -605,7 +607,7 @@ func flatten(err error) []error {
 	return []error{err}
 }
 
-func (r *resolver) guards(g rawGuards, ues []UE) Guards {
+func (r *resolver) guards(g rawGuards, ues []UE, discovered bool) Guards {
 	out := Guards{ReleaseOnShutdown: g.ReleaseOnShutdown}
 	groups := map[string]bool{}
 	var names []string
@@ -616,7 +618,7 @@ func (r *resolver) guards(g rawGuards, ues []UE) Guards {
 		}
 	}
 	for _, name := range r.d.mapKeys("guards.max_sessions_per_group", slices.Collect(maps.Keys(g.MaxSessionsPerGroup))) {
-		if !groups[name] {
+		if !groups[name] && !discovered { // discovered UEs may bring the group
 			r.d.keyErrorAt("guards.max_sessions_per_group."+name, "no UE is in group %q%s", name, suggest(name, names))
 		}
 	}

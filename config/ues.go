@@ -188,7 +188,7 @@ var msisdnPatterns = map[string]*regexp.Regexp{
 	dialectCAMARAv1: regexp.MustCompile(`^\+[1-9][0-9]{4,14}$`),
 }
 
-func (r *resolver) ues(raw []rawUE, defs resolvedDefaults, rules map[string]*policy.Rule, specs map[string]policy.RuleSpec) []UE {
+func (r *resolver) ues(raw []rawUE, defs resolvedDefaults, rules map[string]*policy.Rule, specs map[string]policy.RuleSpec, discovered bool) []UE {
 	out := make([]UE, 0, len(raw))
 	firstName := map[string]int{}
 	// One device under two names would get two policies and, at the API,
@@ -221,7 +221,7 @@ func (r *resolver) ues(raw []rawUE, defs resolvedDefaults, rules map[string]*pol
 			out = append(out, ue)
 		}
 	}
-	if len(raw) == 0 {
+	if len(raw) == 0 && !discovered {
 		r.warnAt("ues", "no UEs: nothing to watch")
 	}
 	return out
