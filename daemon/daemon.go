@@ -85,6 +85,7 @@ type Daemon struct {
 	dirLock *StateDirLock
 
 	reloadMu sync.Mutex
+	sd       *discovery // ue_sd sources and what they found
 	icmpMu   sync.Mutex
 	icmpEng  *icmp.Engine
 	runCtx   context.Context
@@ -228,6 +229,10 @@ func New(opts Options) (*Daemon, error) {
 		d.obsSpans[cfg.UEs[i].Name] = spansOf(cfg.UEs[i].Rule)
 	}
 	d.metrics = newMetrics(d)
+	d.sd = newDiscovery(d, cfg)
+	if err := d.sd.metrics.register(d.reg); err != nil {
+		return nil, err
+	}
 	// The config of the start is the first successful load: a fresh daemon
 	// must not look like one whose reload failed.
 	d.metrics.reloadSucceeded(d.now())
@@ -350,6 +355,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.Lock()
 	d.profileCaps = caps
 	d.mu.Unlock()
+	// Discovered UEs first: a session stored for one is adopted, not ended
+	// as belonging to an unknown UE.
+	if err := d.sd.start(ctx); err != nil {
+		return err
+	}
 	if err := d.restore(ctx); err != nil {
 		return err
 	}
@@ -595,7 +605,7 @@ func (d *Daemon) ReloadReport() (ReloadReport, error) {
 		d.log.Error("config reload refused; the old config keeps running", "file", d.opts.ConfigFile, "err", err)
 		return ReloadReport{}, err
 	}
-	rep, err := d.apply(cfg)
+	rep, err := d.applyFile(cfg)
 	if err != nil {
 		d.metrics.reloadFailed()
 		d.log.Error("config reload refused; the old config keeps running", "file", d.opts.ConfigFile, "err", err)
