@@ -33,7 +33,7 @@ rules:
     duration: 10m
 ue_sd:
   - name: fleet
-    http_sd: {url: %q, refresh_interval: 1h, timeout: 500ms, authorization: {credentials: "${QODTEST_SD_TOKEN}"}}
+    http_sd: {url: %q, refresh_interval: 1h, timeout: 1m, authorization: {credentials: "${QODTEST_SD_TOKEN}"}}
     grace: %s
     template: {name: "{{labels.name}}", ipv4: "{{target}}"}
 `, url, grace)
@@ -111,6 +111,7 @@ func TestHTTPDiscoveryLargeErrorsTimeout(t *testing.T) {
 	if got := testCounter(d.sd.metrics.invalid.WithLabelValues("fleet")); got != 1 {
 		t.Errorf("invalid entries %v, want 1", got)
 	}
+	src.spec.Timeout = 200 * time.Millisecond // the hanging server never answers
 	for _, m := range []string{"error", "hang"} {
 		mu.Lock()
 		mode = m
