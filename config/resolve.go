@@ -401,8 +401,10 @@ func (r *resolver) auth(a *rawAuth) Auth {
 		out.TokenRef = r.secretRef(p+".token", a.Token, a.TokenFile)
 	}
 	if a.PrivateKeyFile != "" && slices.Contains(need, "private_key_file") {
-		out.PrivateKeyFile = r.path(a.PrivateKeyFile)
-		r.checkPrivateKey(p+".private_key_file", out.PrivateKeyFile)
+		out.PrivateKeyFile = r.filePath(p+".private_key_file", a.PrivateKeyFile)
+		if out.PrivateKeyFile != "" {
+			r.checkPrivateKey(p+".private_key_file", out.PrivateKeyFile)
+		}
 	}
 	if a.Type == AuthOAuth2 {
 		for i, s := range a.Scopes {
@@ -522,9 +524,12 @@ func sameListen(a, b string) bool {
 func (r *resolver) web(w rawWeb) Web {
 	out := Web{Listen: r.listenAddr("web.listen", w.Listen, defaultWebListen)}
 	if w.ConfigFile != "" {
-		out.ConfigFile = r.path(w.ConfigFile)
+		out.ConfigFile = r.filePath("web.config_file", w.ConfigFile)
 		// Its content is checked by exporter-toolkit's web.Validate, which
 		// the daemon calls; here only that it is there.
+		if out.ConfigFile == "" {
+			return out
+		}
 		if fi, err := os.Stat(out.ConfigFile); err != nil {
 			r.d.errorAt("web.config_file", "%s", describeFileError(err))
 		} else if fi.IsDir() {

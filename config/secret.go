@@ -84,7 +84,10 @@ func (r *resolver) secretRef(path, inline, file string) Secret {
 		}
 		return s
 	case file != "":
-		s := Secret{File: r.path(file)}
+		s := Secret{File: r.filePath(path+"_file", file)}
+		if s.File == "" {
+			return Secret{}
+		}
 		r.checkSecretFile(path+"_file", s)
 		return s
 	}

@@ -83,6 +83,7 @@ type Daemon struct {
 	mon     *monitor.Monitor
 	store   *StateFile // nil in dry-run mode without a state dir
 	dirLock *StateDirLock
+	life    lifecycle // readiness and the watchdog's view of the loop
 
 	reloadMu sync.Mutex
 	sd       *discovery // ue_sd sources and what they found
@@ -166,6 +167,7 @@ func New(opts Options) (*Daemon, error) {
 		obsProm:   map[string]map[string]policy.PromSample{},
 		obsSpans:  map[string]spans{},
 		wake:      make(chan struct{}, 1),
+		life:      newLifecycle(),
 	}
 	d.dirty.wake = d.wake
 	d.dirty.setUEs(ueNames(cfg))
@@ -204,7 +206,7 @@ func New(opts Options) (*Daemon, error) {
 		Window:   window(cfg),
 		Logger:   d.log,
 		ICMP:     d.setICMPTargets,
-		Recorded: d.dirty.mark,
+		Recorded: d.recorded,
 		// One round-trip histogram per probe kind for the fleet, native
 		// for Prometheus servers with native histograms on; the per-UE
 		// classic one would cost 15 series per UE.
@@ -364,8 +366,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	d.reconcileAtStart(ctx)
+	firstCycle := d.startFirstCycle()
 	monDone := make(chan error, 1)
 	go func() { monDone <- d.mon.Run(ctx) }()
+	go d.awaitFirstCycle(ctx, firstCycle)
 
 	d.mu.Lock()
 	d.log.Info("qodwatch running", "ues", len(d.cfg.UEs), "dry_run", d.cfg.DryRun, "tick", d.cfg.Tick)

@@ -131,6 +131,7 @@ func (d *Daemon) loop(ctx context.Context) {
 	var last time.Time     // when the last pass ran
 	d.kick()               // UEs adopted at start are due at once
 	for {
+		d.loopAlive()
 		select {
 		case <-ctx.Done():
 			return

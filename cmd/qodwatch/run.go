@@ -113,6 +113,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		case <-runCtx.Done():
 		}
 	}()
+	supervised(runCtx, d, log)
 	err = d.Run(runCtx)
 	stop()
 	wg.Wait()
