@@ -84,6 +84,7 @@ type Daemon struct {
 	store   *StateFile // nil in dry-run mode without a state dir
 	dirLock *StateDirLock
 	life    lifecycle // readiness and the watchdog's view of the loop
+	health  *health
 
 	reloadMu sync.Mutex
 	sd       *discovery // ue_sd sources and what they found
@@ -168,6 +169,7 @@ func New(opts Options) (*Daemon, error) {
 		obsSpans:  map[string]spans{},
 		wake:      make(chan struct{}, 1),
 		life:      newLifecycle(),
+		health:    newHealth(),
 	}
 	d.dirty.wake = d.wake
 	d.dirty.setUEs(ueNames(cfg))
@@ -185,6 +187,7 @@ func New(opts Options) (*Daemon, error) {
 			lock.Release()
 			return nil, err
 		}
+		st.onWrite = d.health.wrote
 		d.store = st
 	} else if !cfg.DryRun {
 		return nil, errors.New("daemon: state_dir is required unless dry_run is set")
@@ -367,6 +370,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.reconcileAtStart(ctx)
 	firstCycle := d.startFirstCycle()
+	// Ready only once what is held is known: restored and reconciled.
+	d.health.restoreDone()
 	monDone := make(chan error, 1)
 	go func() { monDone <- d.mon.Run(ctx) }()
 	go d.awaitFirstCycle(ctx, firstCycle)
@@ -522,8 +527,24 @@ func (d *Daemon) ended(now time.Time, ue, id string, why policy.EndReason) {
 		d.log.Warn("policy refused session end", "ue", ue, "session_id", id, "err", err)
 	}
 	d.metrics.sessionsEnded.WithLabelValues(why.String()).Inc()
-	d.persistAsync(func(s *State) { s.RemoveSession(id) })
+	cool := d.cooldownOf(ue)
+	d.persistAsync(func(s *State) { s.RemoveSession(id); s.SetCooldown(ue, cool, d.now()) })
 	d.kick()
+}
+
+// cooldownOf is the end of ue's cooldown as the engine has it. The caller
+// holds d.mu.
+func (d *Daemon) cooldownOf(ue string) time.Time {
+	st, _ := d.engine.Status(ue)
+	return st.CooldownUntil
+}
+
+// noteCooldown records ue's cooldown in the state file once the engine
+// has heard of its session's end. The caller holds d.mu.
+func (d *Daemon) noteCooldown(ue string) {
+	if cool := d.cooldownOf(ue); cool.After(d.now()) {
+		d.persistAsync(func(s *State) { s.SetCooldown(ue, cool, d.now()) })
+	}
 }
 
 // persistAsync writes a change to the state file off the loop. Used only for
@@ -533,11 +554,10 @@ func (d *Daemon) persistAsync(change func(*State)) {
 	if d.store == nil || d.cfg.DryRun {
 		return
 	}
-	usage := d.engine.Usage(d.now())
 	d.ops.goWrite(func() {
 		if _, err := d.store.Update(func(s *State) error {
 			change(s)
-			s.setBudget(usage)
+			s.setBudget(d.Usage())
 			return nil
 		}); err != nil {
 			d.log.Error("state file update failed", "err", err)
@@ -802,6 +822,7 @@ func (d *Daemon) shutdown() error {
 				d.log.Warn("policy refused session end", "ue", st.UE, "session_id", st.Session.ID, "err", err)
 			}
 			d.metrics.sessionsEnded.WithLabelValues(policy.EndReleased.String()).Inc()
+			d.noteCooldown(st.UE)
 			d.mu.Unlock()
 		}(st)
 	}

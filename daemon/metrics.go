@@ -104,7 +104,8 @@ func (m *metrics) reloadSucceeded(at time.Time) {
 func (m *metrics) reloadFailed() { m.reloadOK.Set(0) }
 
 func (m *metrics) counters() []prometheus.Collector {
-	return []prometheus.Collector{m.decisions, m.apiCalls, m.sessionsOpened, m.sessionsEnded, m.notifications, m.reloadOK, m.reloadTime, m.evaluations}
+	return append([]prometheus.Collector{m.decisions, m.apiCalls, m.sessionsOpened, m.sessionsEnded, m.notifications, m.reloadOK, m.reloadTime, m.evaluations},
+		m.d.health.collectors()...)
 }
 
 // Describe implements prometheus.Collector.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/qodwatch/qodwatch/config"
@@ -150,6 +151,7 @@ func (d *Daemon) release(op sessionOp) bool {
 	if held {
 		d.metrics.sessionsEnded.WithLabelValues(policy.EndReleased.String()).Inc()
 	}
+	d.noteCooldown(op.dec.UE)
 	d.mu.Unlock()
 	return true
 }
@@ -168,10 +170,12 @@ func (d *Daemon) open(op sessionOp) {
 		UE: op.dec.UE, QoS: op.dec.QoS, Duration: op.body.Duration, TransactionID: txid,
 		SentAt: sent, Until: sent.Add(op.dec.Duration + intentMargin), Origin: "daemon",
 	}
-	usage := d.Usage()
 	if _, err := d.store.Update(func(s *State) error {
 		s.Intents = append(s.Intents, intent)
-		s.setBudget(usage) // the engine charged the session when it decided
+		// Read when written, not before: an older figure must never
+		// overwrite a newer one. The engine charged the session when it
+		// decided.
+		s.setBudget(d.Usage())
 		return nil
 	}); err != nil {
 		log.Error("not creating a session: its intent could not be recorded", "err", err)
@@ -192,12 +196,12 @@ func (d *Daemon) open(op sessionOp) {
 			// The intent stays: the session may exist. The engine holds
 			// the UE as possibly holding one and buys nothing meanwhile.
 			log.Warn("create outcome unknown; treating the UE as possibly holding a session", "until", intent.Until, "err", err)
-			f.Uncertain = true
+			f.Uncertain, f.Until = true, intent.Until
 		case errors.Is(err, qodclient.ErrConflict):
 			// The operator says the UE holds a session already: one we
 			// lost track of or one made elsewhere. Same as unknown.
 			log.Warn("operator reports a session for this UE already (409); treating it as possibly held", "until", intent.Until, "err", err)
-			f.Uncertain = true
+			f.Uncertain, f.Until = true, intent.Until
 		default:
 			log.Error("create session failed", "err", err)
 			d.forgetIntent(txid)
@@ -238,6 +242,18 @@ func (d *Daemon) open(op sessionOp) {
 		return
 	}
 	d.metrics.sessionsOpened.WithLabelValues(s.QoS).Inc()
+	if st, _ := d.engine.Status(op.dec.UE); st.HeldSince.Before(s.StartedAt) {
+		// A renewal: min_session counts from the first session of the run,
+		// after a restart too.
+		id, since := s.ID, st.HeldSince
+		d.persistAsync(func(x *State) {
+			for i := range x.Sessions {
+				if x.Sessions[i].ID == id {
+					x.Sessions[i].HeldSince = since
+				}
+			}
+		})
+	}
 	if _, ended := d.gone[s.ID]; ended {
 		// The network's notice of its end overtook the create's answer.
 		log.Warn("session ended by the network before its create was answered", "session_id", s.ID)
@@ -346,10 +362,9 @@ func (d *Daemon) forget(id string) {
 	if d.store == nil {
 		return
 	}
-	usage := d.Usage()
 	if _, err := d.store.Update(func(s *State) error {
 		s.RemoveSession(id)
-		s.setBudget(usage)
+		s.setBudget(d.Usage())
 		return nil
 	}); err != nil {
 		d.log.Error("state file update failed", "err", err)
@@ -466,6 +481,49 @@ func sameUE(ue *config.UE, id qodclient.UeID) bool {
 		(id.IPv6Addr != "" && id.IPv6Addr == ue.IPv6)
 }
 
+// restoreConcurrency bounds the GETs of the start's checks in flight at
+// once: many stored sessions are checked in about one call's time, not
+// one after the other, without a burst that earns 429s.
+const restoreConcurrency = 8
+
+// storedCheck is the GET of one stored session at start.
+type storedCheck struct {
+	s       Session
+	expired bool // by the stored expiry: not asked about
+	info    *qodclient.SessionInfo
+	err     error
+	txid    string
+}
+
+// checkStored GETs each stored session, restoreConcurrency at a time, and
+// returns the answers in the stored order.
+func (d *Daemon) checkStored(ctx context.Context, sessions []Session, now time.Time) []storedCheck {
+	out := make([]storedCheck, len(sessions))
+	slots := make(chan struct{}, restoreConcurrency)
+	timeout := d.callTimeout()
+	var wg sync.WaitGroup
+	for i, s := range sessions {
+		out[i].s = s
+		if !s.ExpiresAt.IsZero() && !now.Before(s.ExpiresAt) {
+			out[i].expired = true
+			continue
+		}
+		wg.Add(1)
+		go func(c *storedCheck) {
+			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			c.txid = qodclient.NewTransactionID()
+			cctx, cancel := context.WithTimeout(qodclient.WithTransactionID(ctx, c.txid), timeout)
+			defer cancel()
+			c.info, c.err = d.api.Get(cctx, c.s.ID)
+			d.countAPI("get", c.err)
+		}(&out[i])
+	}
+	wg.Wait()
+	return out
+}
+
 // restore adopts what the state file holds: each session is checked with
 // GET, kept if live and forgotten if gone; each open intent marks its UE as
 // possibly holding a session until the intent's duration has passed.
@@ -484,18 +542,15 @@ func (d *Daemon) restore(ctx context.Context) error {
 	}
 	d.mu.Unlock()
 	var gone []string
-	for _, s := range st.Sessions {
+	checks := d.checkStored(ctx, st.Sessions, now)
+	for _, c := range checks {
+		s, info, err, txid := c.s, c.info, c.err, c.txid
 		log := d.log.With("ue", s.UE, "session_id", s.ID)
-		if !s.ExpiresAt.IsZero() && !now.Before(s.ExpiresAt) {
+		if c.expired {
 			log.Info("stored session has expired; forgotten")
 			gone = append(gone, s.ID)
 			continue
 		}
-		txid := qodclient.NewTransactionID()
-		cctx, cancel := context.WithTimeout(qodclient.WithTransactionID(ctx, txid), d.callTimeout())
-		info, err := d.api.Get(cctx, s.ID)
-		cancel()
-		d.countAPI("get", err)
 		switch {
 		case errors.Is(err, qodclient.ErrNotFound):
 			log.Info("stored session is gone at the operator; forgotten", "transaction_id", txid)
@@ -509,7 +564,8 @@ func (d *Daemon) restore(ctx context.Context) error {
 			d.deleteStray(s.UE, s.ID)
 			continue
 		case err != nil:
-			// Can't tell: keep it. Polling settles it later.
+			// Can't tell (an error, or no answer in time): keep it.
+			// Polling settles it later.
 			log.Warn("stored session could not be checked; adopted as live", "transaction_id", txid, "err", err)
 		case s.ExpiresAt.IsZero():
 			// The stored times are on this host's clock; without them the
@@ -535,9 +591,18 @@ func (d *Daemon) restore(ctx context.Context) error {
 			d.deleteStray(s.UE, s.ID)
 		default:
 			log.Info("stored session adopted", "qos", s.QoS, "expires_at", s.ExpiresAt)
+			d.mu.Lock()
+			_ = d.engine.RestoreTimes(now, s.UE, s.HeldSince, time.Time{})
+			d.mu.Unlock()
 		}
 	}
 	d.mu.Lock()
+	for ue, until := range st.Cooldowns {
+		if _, ok := d.cfg.UE(ue); ok && now.Before(until) {
+			d.log.Info("cooldown of the last run kept", "ue", ue, "until", until)
+			_ = d.engine.RestoreTimes(now, ue, time.Time{}, until)
+		}
+	}
 	var expired []Intent
 	for _, in := range st.Intents {
 		if !now.Before(in.Until) {

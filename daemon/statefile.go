@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,6 +35,10 @@ type Session struct {
 	TransactionID string    `json:"transaction_id,omitempty"`
 	// Origin says who asked for it: "daemon" or "cli".
 	Origin string `json:"origin,omitempty"`
+	// HeldSince is when the UE's run of sessions began, if before
+	// StartedAt (renewals replace the session, not the run): min_session
+	// counts from it across a restart.
+	HeldSince time.Time `json:"held_since,omitzero"`
 }
 
 // Intent is a create that was about to be sent, or was sent with no answer
@@ -57,6 +63,25 @@ type State struct {
 	Sessions []Session `json:"sessions"`
 	Intents  []Intent  `json:"intents"`
 	Budget   *Budget   `json:"budget,omitempty"`
+	// Cooldowns is when the cooldown after each UE's last session ends,
+	// so that a restart does not buy again inside it.
+	Cooldowns map[string]time.Time `json:"cooldowns,omitempty"`
+}
+
+// SetCooldown records ue's cooldown end, and forgets those that are over.
+func (s *State) SetCooldown(ue string, until, now time.Time) {
+	for k, t := range s.Cooldowns {
+		if !now.Before(t) {
+			delete(s.Cooldowns, k)
+		}
+	}
+	if !now.Before(until) {
+		return
+	}
+	if s.Cooldowns == nil {
+		s.Cooldowns = map[string]time.Time{}
+	}
+	s.Cooldowns[ue] = until
 }
 
 // SessionFor returns the session held for ue, if any.
@@ -166,6 +191,11 @@ type StateFile struct {
 	mu      sync.Mutex
 	queue   []*stateUpdate // waiting for the next write
 	writing bool           // a group is being written
+
+	// onWrite, if set, hears the outcome of every write (the daemon's
+	// health); fault, if set, fails writes (tests).
+	onWrite func(error)
+	fault   atomic.Pointer[func() error]
 }
 
 // stateUpdate is one Update waiting in a group.
@@ -271,7 +301,16 @@ func (f *StateFile) commit(group []*stateUpdate) {
 	if len(applied) == 0 {
 		return
 	}
-	werr := f.write(st)
+	var werr error
+	if fault := f.fault.Load(); fault != nil {
+		werr = (*fault)()
+	}
+	if werr == nil {
+		werr = f.write(st)
+	}
+	if f.onWrite != nil {
+		f.onWrite(werr)
+	}
 	for _, x := range applied {
 		x.st, x.err = st.clone(), werr
 	}
@@ -284,6 +323,7 @@ func (s State) clone() State {
 		b := *s.Budget
 		s.Budget = &b
 	}
+	s.Cooldowns = maps.Clone(s.Cooldowns)
 	return s
 }
 

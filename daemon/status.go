@@ -39,6 +39,8 @@ type statusView struct {
 	Now            time.Time `json:"now" doc:"when the page was made"`
 	Version        string    `json:"version" doc:"qodwatch version"`
 	DryRun         bool      `json:"dry_run" doc:"true: decisions are made and shown, no session is bought"`
+	NotReady       string    `json:"not_ready,omitempty" doc:"why /-/ready answers 503: the start's check of the stored sessions is not done, or the state file cannot be written"`
+	StateFileError string    `json:"state_file_error,omitempty" doc:"the last state file write's error: what was bought since is lost if qodwatch stops now"`
 	Sessions       int       `json:"sessions" doc:"sessions held, asked for or possibly held, counted against max_sessions"`
 	MaxSessions    int       `json:"max_sessions" doc:"guards.max_sessions; 0: no cap"`
 	BudgetUsed     string    `json:"budget_used" doc:"session time charged today (UTC)"`
@@ -141,7 +143,7 @@ func (d *Daemon) statusOf(q statusQuery) statusView {
 	now := d.now()
 	statuses := d.engine.Statuses(nil)
 	usage := d.engine.Usage(now)
-	v := statusView{Now: now, Version: Version(), DryRun: d.cfg.DryRun, Sessions: usage.Sessions,
+	v := statusView{Now: now, Version: Version(), DryRun: d.cfg.DryRun, NotReady: d.health.problem(), StateFileError: d.health.stateFileError(), Sessions: usage.Sessions,
 		MaxSessions: d.cfg.Guards.MaxSessions, BudgetUsed: usage.BudgetUsed.Round(time.Second).String(), Budget: "unlimited",
 		RefreshSeconds: int(refreshEvery / time.Second), Filter: q.filter, Page: q.page, PerPage: q.perPage}
 	d.mu.Unlock()
@@ -552,6 +554,7 @@ ol.dec{margin:0;padding-left:1.2em}
 <h1>qodwatch</h1>
 <form method="get" action="/"><label>UE name contains <input name="ue" value="{{.Filter}}"></label> <button>show</button></form>
 <div id="live">
+{{if .StateFileError}}<p class="failed"><b>state file not writable</b>: {{.StateFileError}} — sessions bought now are lost if qodwatch stops</p>{{else if .NotReady}}<p><b>not ready</b>: {{.NotReady}}</p>{{end}}
 <p>{{.Version}}{{if .DryRun}} — <b>dry run</b>: no session is bought{{end}} · sessions {{.Sessions}}{{if .MaxSessions}} of {{.MaxSessions}}{{end}} · budget used today {{.BudgetUsed}} of {{.Budget}} · <a href="/metrics">metrics</a> · <a href="/status.json">json</a> (<a href="/status.json?doc">fields</a>)</p>
 <p class="small">As of <time id="now" datetime="{{ts .Now}}">{{ts .Now}}</time>, refreshed every {{.RefreshSeconds}}s. {{.TotalUEs}} UEs{{if .Filter}} matching “{{.Filter}}”{{end}}, {{.Attention}} needing attention (shown first) · page {{.Page}} of {{.Pages}}, {{.PerPage}} per page{{if gt .Page 1}} · <a href="{{pageURL .Query (add .Page -1)}}">previous</a>{{end}}{{if lt .Page .Pages}} · <a href="{{pageURL .Query (add .Page 1)}}">next</a>{{end}} <span id="refresh-error" class="failed"></span></p>
 <table class="ues"><thead><tr><th>UE</th><th>state</th><th>figures now (window {{.WindowText}})</th><th>round trips</th><th>session</th><th>probes</th><th>last decisions</th></tr></thead>

@@ -161,6 +161,11 @@ type Failure struct {
 	// A 409 on create (a session exists for the UE already) is Uncertain
 	// too, followed by PossiblyHolds up to that session's latest expiry.
 	Uncertain bool
+	// Until is, with Uncertain, the latest the possible session can end:
+	// the daemon's intent deadline, so that the policy, the log and the
+	// status page say the same time (issue 8). Zero: now plus the
+	// requested duration.
+	Until time.Time
 }
 
 // EndReason says why a session ended.
@@ -198,10 +203,16 @@ type Status struct {
 	// renewals and escalations replace the session, not the run. Zero
 	// without a session.
 	HeldSince time.Time
-	Escalated bool     // the session is at the rule's escalation profile
-	Waiting   string   // what the UE is waiting for now, for people
-	Last      Decision // the last decision other than None (zero if none yet)
-	Removed   bool     // removed from the config; kept until its session is gone
+	// CooldownUntil is when the cooldown after the UE's last session ends
+	// (zero or past: none), kept in the state file across restarts.
+	CooldownUntil time.Time
+	// UncertainUntil is, for a UE possibly holding a session unknown to
+	// the engine, the latest that session can end.
+	UncertainUntil time.Time
+	Escalated      bool     // the session is at the rule's escalation profile
+	Waiting        string   // what the UE is waiting for now, for people
+	Last           Decision // the last decision other than None (zero if none yet)
+	Removed        bool     // removed from the config; kept until its session is gone
 	// Due is when the UE should be evaluated again even if its statistics
 	// do not change: the end of a breach's or a recovery's `for` (exactly
 	// since + for: an evaluation at that instant fires), of a cooldown,

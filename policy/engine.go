@@ -670,6 +670,9 @@ func (e *Engine) Failed(now time.Time, name string, f Failure) error {
 	case opRequest, opRenew:
 		if f.Uncertain {
 			u.uncertainUntil, u.uncertainCharge = now.Add(u.opDur), u.opCharge
+			if f.Until.After(now) {
+				u.uncertainUntil = f.Until
+			}
 		} else {
 			e.refund(&u.opCharge, u.opCharge.d)
 		}
@@ -790,6 +793,30 @@ func (e *Engine) Adopt(now time.Time, name string, s Session) error {
 	u.uncertainUntil, u.uncertainCharge = time.Time{}, charge{}
 	u.setState(StateActive, now)
 	e.sync(u)
+	e.touch(now, u)
+	return nil
+}
+
+// RestoreTimes gives back what a restart would otherwise forget (issue 8):
+// heldSince, when the run of sessions the UE holds began (min_session
+// counts from it; only earlier than the adopted session's start is
+// taken), and cooldownUntil, the end of the cooldown after its last
+// session (only a later one than the engine's is taken). Zero times change
+// nothing.
+func (e *Engine) RestoreTimes(now time.Time, name string, heldSince, cooldownUntil time.Time) error {
+	u, ok := e.ues[name]
+	if !ok {
+		return fmt.Errorf("restore times of ue %q: ue not known to the engine", name)
+	}
+	if u.has && !heldSince.IsZero() && heldSince.Before(u.activeSince) {
+		u.activeSince = heldSince
+	}
+	if cooldownUntil.After(u.cooldownUntil) {
+		u.cooldownUntil = cooldownUntil
+		if !u.has && u.op == opNone && u.uncertainUntil.IsZero() && now.Before(cooldownUntil) {
+			u.setState(StateCooldown, now)
+		}
+	}
 	e.touch(now, u)
 	return nil
 }
@@ -929,6 +956,7 @@ func (e *Engine) status(u *ue) Status {
 	if u.last != nil {
 		s.Last = *u.last
 	}
+	s.CooldownUntil, s.UncertainUntil = u.cooldownUntil, u.uncertainUntil
 	if u.has {
 		s.HeldSince = u.activeSince
 		if s.HeldSince.IsZero() {

@@ -1,0 +1,12 @@
+package daemon
+
+// SetStateWriteFault makes every state file write of d fail with f's error
+// (nil f: writes work again). For tests only: this file is not in the
+// binary.
+func SetStateWriteFault(d *Daemon, f func() error) {
+	if f == nil {
+		d.store.fault.Store(nil)
+		return
+	}
+	d.store.fault.Store(&f)
+}
