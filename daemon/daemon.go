@@ -96,33 +96,34 @@ type Daemon struct {
 
 	// mu guards everything below: the engine is not safe for concurrent use,
 	// and API outcomes arrive from their own goroutines.
-	mu          sync.Mutex
-	cfg         *config.Config
-	api         SessionAPI
-	engine      *policy.Engine
-	busy        map[string]uint64 // UE -> the number of its API call in flight
-	opSeq       uint64
-	polling     map[string]bool // session ids with a GET in flight
-	lastPoll    time.Time
-	syncing     bool                 // a state file sync is in flight
-	gone        map[string]time.Time // session ids seen ended (and when), never adopted again
-	heldTx      map[string]heldTx    // session id -> its UE and its create's transaction id
-	receiver    *NotificationReceiver
-	strays      map[string]string // session id -> UE: sessions to end that a DELETE failed for
-	suspects    map[string]string // UE -> transaction id of another process's create it is suspected for
-	lastPrune   time.Time
-	pollSlots   chan struct{} // bounds the GETs of one poll round in flight at once
-	nextExpiry  time.Time     // when expireHeld next has work; zero: no session held
-	notifyToken string
-	decisions   []policy.Decision
-	dueNames    []string
-	obsProm     map[string]map[string]policy.PromSample
-	obsSpans    map[string]spans // UE -> how far back its rule's loss conditions read (see observe.go)
-	dryRunSeq   int
-	abortErr    error          // why the daemon is stopping on a failure; sessions are then kept
-	v1          camaraState    // qosStatus of held sessions (CAMARA v1)
-	v1metrics   *camaraMetrics // what only CAMARA v1 has
-	profileCaps profileCaps    // the QoS profiles' maxDuration (CAMARA v1)
+	mu            sync.Mutex
+	cfg           *config.Config
+	api           SessionAPI
+	engine        *policy.Engine
+	busy          map[string]uint64 // UE -> the number of its API call in flight
+	opSeq         uint64
+	polling       map[string]bool // session ids with a GET in flight
+	retryingWrite bool            // a state file write after a failed one is in flight
+	lastPoll      time.Time
+	syncing       bool                 // a state file sync is in flight
+	gone          map[string]time.Time // session ids seen ended (and when), never adopted again
+	heldTx        map[string]heldTx    // session id -> its UE and its create's transaction id
+	receiver      *NotificationReceiver
+	strays        map[string]string // session id -> UE: sessions to end that a DELETE failed for
+	suspects      map[string]string // UE -> transaction id of another process's create it is suspected for
+	lastPrune     time.Time
+	pollSlots     chan struct{} // bounds the GETs of one poll round in flight at once
+	nextExpiry    time.Time     // when expireHeld next has work; zero: no session held
+	notifyToken   string
+	decisions     []policy.Decision
+	dueNames      []string
+	obsProm       map[string]map[string]policy.PromSample
+	obsSpans      map[string]spans // UE -> how far back its rule's loss conditions read (see observe.go)
+	dryRunSeq     int
+	abortErr      error          // why the daemon is stopping on a failure; sessions are then kept
+	v1            camaraState    // qosStatus of held sessions (CAMARA v1)
+	v1metrics     *camaraMetrics // what only CAMARA v1 has
+	profileCaps   profileCaps    // the QoS profiles' maxDuration (CAMARA v1)
 
 	history decisionLog // the last decisions per UE, for the status page
 
@@ -459,6 +460,7 @@ func (d *Daemon) Tick() {
 		d.lastPoll = now
 		d.pollHeld()
 		d.syncFromStateFile()
+		d.retryStateWrite()
 	}
 }
 

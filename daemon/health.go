@@ -51,6 +51,33 @@ func (h *health) wrote(err error) {
 	h.writeOK.Set(1)
 }
 
+// failing reports whether the last state file write failed.
+func (h *health) failing() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.writeErr != nil
+}
+
+// retryStateWrite writes the state file again (with the budget of now)
+// while its last write failed, so that a fixed disk is noticed, and the
+// daemon is ready again, without waiting for the next thing to record.
+// The caller holds d.mu.
+func (d *Daemon) retryStateWrite() {
+	if d.store == nil || d.cfg.DryRun || d.retryingWrite || !d.health.failing() {
+		return
+	}
+	d.retryingWrite = true
+	d.ops.goWrite(func() {
+		_, err := d.store.Update(func(s *State) error { s.setBudget(d.Usage()); return nil })
+		d.mu.Lock()
+		d.retryingWrite = false
+		d.mu.Unlock()
+		if err == nil {
+			d.log.Info("state file writable again")
+		}
+	})
+}
+
 func (h *health) restoreDone() {
 	h.mu.Lock()
 	h.restored = true
