@@ -104,6 +104,7 @@ type Daemon struct {
 	opSeq         uint64
 	polling       map[string]bool // session ids with a GET in flight
 	retryingWrite bool            // a state file write after a failed one is in flight
+	confirming    map[string]bool // session ids with a notification's GET in flight
 	lastPoll      time.Time
 	syncing       bool                 // a state file sync is in flight
 	gone          map[string]time.Time // session ids seen ended (and when), never adopted again
@@ -152,25 +153,26 @@ func New(opts Options) (*Daemon, error) {
 	}
 	cfg := opts.Config
 	d := &Daemon{
-		opts:      opts,
-		log:       opts.Logger,
-		now:       opts.Now,
-		reg:       opts.Registry,
-		cfg:       cfg,
-		api:       opts.API,
-		busy:      map[string]uint64{},
-		polling:   map[string]bool{},
-		gone:      map[string]time.Time{},
-		heldTx:    map[string]heldTx{},
-		strays:    map[string]string{},
-		suspects:  map[string]string{},
-		ops:       newOpTracker(),
-		pollSlots: make(chan struct{}, pollConcurrency),
-		obsProm:   map[string]map[string]policy.PromSample{},
-		obsSpans:  map[string]spans{},
-		wake:      make(chan struct{}, 1),
-		life:      newLifecycle(),
-		health:    newHealth(),
+		opts:       opts,
+		log:        opts.Logger,
+		now:        opts.Now,
+		reg:        opts.Registry,
+		cfg:        cfg,
+		api:        opts.API,
+		busy:       map[string]uint64{},
+		polling:    map[string]bool{},
+		confirming: map[string]bool{},
+		gone:       map[string]time.Time{},
+		heldTx:     map[string]heldTx{},
+		strays:     map[string]string{},
+		suspects:   map[string]string{},
+		ops:        newOpTracker(),
+		pollSlots:  make(chan struct{}, pollConcurrency),
+		obsProm:    map[string]map[string]policy.PromSample{},
+		obsSpans:   map[string]spans{},
+		wake:       make(chan struct{}, 1),
+		life:       newLifecycle(),
+		health:     newHealth(),
 	}
 	d.dirty.wake = d.wake
 	d.dirty.setUEs(ueNames(cfg))

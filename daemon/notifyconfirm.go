@@ -120,8 +120,11 @@ func (d *Daemon) holds(ue, id string) bool {
 // UE holding it, or in the open intent of the create that may have made
 // it. The caller holds d.mu.
 func (d *Daemon) startConfirm(n Notice, ue string, in *notifiedIntent) {
-	if d.polling[n.SessionID] {
-		d.countNotice(noticeIgnored) // a check of it is on its way already
+	// A poll's GET of it may be on its way: this check runs anyway, so
+	// that the notification is counted by what it found. A repeated
+	// notification while its first is checked is not checked twice.
+	if d.confirming[n.SessionID] {
+		d.countNotice(noticeIgnored)
 		return
 	}
 	api := d.api
@@ -129,12 +132,12 @@ func (d *Daemon) startConfirm(n Notice, ue string, in *notifiedIntent) {
 		d.log.Info("notification while stopping; left to the next start", "session_id", n.SessionID)
 		return
 	}
-	d.polling[n.SessionID] = true
+	d.confirming[n.SessionID] = true
 }
 
 // confirmEnd is startConfirm's GET and what follows from its answer.
 func (d *Daemon) confirmEnd(api SessionAPI, n Notice, ue string, in *notifiedIntent) {
-	defer func() { d.mu.Lock(); delete(d.polling, n.SessionID); d.mu.Unlock() }()
+	defer func() { d.mu.Lock(); delete(d.confirming, n.SessionID); d.mu.Unlock() }()
 	hasIntent := in != nil
 	if hasIntent {
 		ue = in.UE
