@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"strings"
 	"time"
 
 	"github.com/qodwatch/qodwatch/monitor"
@@ -8,15 +9,30 @@ import (
 )
 
 // spans is how far back a rule's breach and recovery loss conditions read
-// (policy.Rule.Spans); 0 where the list has none.
-type spans struct{ breach, recover time.Duration }
+// (policy.Rule.Spans); 0 where the list has none. window is whether the
+// rule needs the window's figures: a list over: window, or a prometheus
+// metric, whose values come with them. Most rules need neither, and the
+// window's percentiles are the dearest figures to compute on every sample.
+type spans struct {
+	breach, recover time.Duration
+	window          bool
+}
 
 func spansOf(r *policy.Rule) spans {
 	if r == nil {
 		return spans{}
 	}
 	b, rc := r.Spans()
-	return spans{b, rc}
+	return spans{breach: b, recover: rc, window: r.ReadsWindow() || readsProm(r)}
+}
+
+func readsProm(r *policy.Rule) bool {
+	for _, m := range r.Metrics() {
+		if strings.HasPrefix(m, "prom.") {
+			return true
+		}
+	}
+	return false
 }
 
 // observe turns the monitor's figures into the policy's observation: the
@@ -25,14 +41,12 @@ func spansOf(r *policy.Rule) spans {
 // over: window (issue 10).
 func (d *Daemon) observe(ue string) policy.Observation {
 	now := d.now()
-	win, ok := d.mon.Stats(ue, now)
+	step, ok := d.mon.StatsOver(ue, now, 0)
 	if !ok {
 		return policy.Observation{}
 	}
-	step, _ := d.mon.StatsOver(ue, now, 0)
 	var obs policy.Observation
 	obs.Latency, obs.Throughput = latencyOf(&step, now), throughputOf(&step, now)
-	obs.Window.Latency, obs.Window.Throughput = latencyOf(&win, now), throughputOf(&win, now)
 	sp := d.obsSpans[ue]
 	if sp.breach > 0 {
 		s, _ := d.mon.StatsOver(ue, now, sp.breach)
@@ -42,6 +56,11 @@ func (d *Daemon) observe(ue string) policy.Observation {
 		s, _ := d.mon.StatsOver(ue, now, sp.recover)
 		obs.RecoverSpan = latencyOf(&s, now)
 	}
+	if !sp.window {
+		return obs
+	}
+	win, _ := d.mon.Stats(ue, now)
+	obs.Window.Latency, obs.Window.Throughput = latencyOf(&win, now), throughputOf(&win, now)
 	if len(win.Values) > 0 {
 		prom := d.obsProm[ue]
 		if prom == nil {

@@ -181,6 +181,10 @@ func (r *Rule) Spans() (breach, recover time.Duration) {
 	return r.breach.span(), r.recover.span()
 }
 
+// ReadsWindow tells whether a list of the rule reads Observation.Window
+// (over: window); for other rules it may be left empty.
+func (r *Rule) ReadsWindow() bool { return r.breach.window || r.recover.window }
+
 func (s *condSet) span() time.Duration {
 	for i := range s.conds {
 		if s.conds[i].src == srcSpan {
