@@ -27,9 +27,9 @@ func (m *Monitor) WriteMetrics(w io.Writer) error {
 // MetricsHandler serves /metrics for a fleet of any size: the metric
 // families of g, merged by name with the Monitor's own, which WriteMetrics
 // writes. The Monitor must not be registered in g (its families would be
-// gathered at full cost and then left out). The answer is always the text
-// format, which every Prometheus accepts, gzipped when the client accepts
-// gzip. If gathering g fails, the answer is a 500 with the error, as
+// gathered at full cost and then left out). The answer is the text format,
+// which every Prometheus accepts, or protobuf for a scraper that asks for it
+// (serveProtobuf), gzipped when the client accepts gzip. If gathering g fails, the answer is a 500 with the error, as
 // promhttp does by default.
 func (m *Monitor) MetricsHandler(g prometheus.Gatherer) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -46,21 +46,8 @@ func (m *Monitor) MetricsHandler(g prometheus.Gatherer) http.Handler {
 				return
 			}
 		}
-		h := w.Header()
-		h.Set("Content-Type", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
-		h.Add("Vary", "Accept-Encoding")
-		var out io.Writer = w
-		if acceptsGzip(r.Header.Get("Accept-Encoding")) {
-			h.Set("Content-Encoding", "gzip")
-			gz := gzipWriters.Get().(*gzip.Writer)
-			gz.Reset(w)
-			defer func() {
-				_ = gz.Close()
-				gz.Reset(nil)
-				gzipWriters.Put(gz)
-			}()
-			out = gz
-		}
+		out, done := startBody(w, r, expfmt.NewFormat(expfmt.TypeTextPlain))
+		defer done()
 		if err := m.writeMetrics(out, mfs); err != nil {
 			m.log.Debug("write metrics", "err", err) // the scraper went away
 		}
@@ -83,27 +70,34 @@ func (m *Monitor) serveProtobuf(w http.ResponseWriter, r *http.Request, g promet
 		return
 	}
 	format := expfmt.NewFormat(expfmt.TypeProtoDelim)
-	h := w.Header()
-	h.Set("Content-Type", string(format))
-	h.Add("Vary", "Accept-Encoding")
-	var out io.Writer = w
-	if acceptsGzip(r.Header.Get("Accept-Encoding")) {
-		h.Set("Content-Encoding", "gzip")
-		gz := gzipWriters.Get().(*gzip.Writer)
-		gz.Reset(w)
-		defer func() {
-			_ = gz.Close()
-			gz.Reset(nil)
-			gzipWriters.Put(gz)
-		}()
-		out = gz
-	}
+	out, done := startBody(w, r, format)
+	defer done()
 	enc := expfmt.NewEncoder(out, format)
 	for _, mf := range mfs {
 		if err := enc.Encode(mf); err != nil {
 			m.log.Debug("write metrics", "err", err) // the scraper went away
 			return
 		}
+	}
+}
+
+// startBody sets the headers of a metrics answer in format and returns
+// where to write its body, gzipped when the client accepts gzip; done
+// flushes it.
+func startBody(w http.ResponseWriter, r *http.Request, format expfmt.Format) (out io.Writer, done func()) {
+	h := w.Header()
+	h.Set("Content-Type", string(format))
+	h.Add("Vary", "Accept-Encoding")
+	if !acceptsGzip(r.Header.Get("Accept-Encoding")) {
+		return w, func() {}
+	}
+	h.Set("Content-Encoding", "gzip")
+	gz := gzipWriters.Get().(*gzip.Writer)
+	gz.Reset(w)
+	return gz, func() {
+		_ = gz.Close()
+		gz.Reset(nil)
+		gzipWriters.Put(gz)
 	}
 }
 
