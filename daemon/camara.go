@@ -174,6 +174,18 @@ func (d *Daemon) availableNotice(n Notice) (reject string) {
 	return ""
 }
 
+// markEndedStray marks a session the network ended but keeps (CAMARA v1)
+// as a stray waiting for its DELETE, before the policy hears of the end:
+// the next create for the UE sees it at once, and the state file keeps it
+// until the DELETE lands. The caller holds d.mu.
+func (d *Daemon) markEndedStray(ue, id string) bool {
+	if _, ok := d.camaraLocked(); !ok {
+		return false
+	}
+	d.strays[id] = ue
+	return true
+}
+
 // deleteEnded deletes a session the network ended but keeps, off the
 // caller's goroutine; a failed DELETE leaves it a stray, tried again at
 // each poll and before the next create for its UE.
@@ -182,12 +194,11 @@ func (d *Daemon) deleteEnded(ue, id string) {
 		return
 	}
 	d.mu.Lock()
-	if _, ok := d.camaraLocked(); !ok {
-		d.mu.Unlock()
+	ok := d.markEndedStray(ue, id)
+	d.mu.Unlock()
+	if !ok {
 		return
 	}
-	d.strays[id] = ue // visible to the next create for the UE at once
-	d.mu.Unlock()
 	if !d.ops.goAPI(func() { d.deleteStray(ue, id) }) {
 		d.log.Info("ended session not deleted while stopping; left to the next start", "session_id", id)
 	}

@@ -532,7 +532,16 @@ func (d *Daemon) ended(now time.Time, ue, id string, why policy.EndReason) {
 	}
 	d.metrics.sessionsEnded.WithLabelValues(why.String()).Inc()
 	cool := d.cooldownOf(ue)
-	d.persistAsync(func(s *State) { s.RemoveSession(id); s.SetCooldown(ue, cool, d.now()) })
+	// A stray's DELETE is still to come: the state file keeps it until the
+	// DELETE lands (deleteStray forgets it), so a crash meanwhile leaves a
+	// session the next start checks, not one nobody knows of.
+	_, stray := d.strays[id]
+	d.persistAsync(func(s *State) {
+		if !stray {
+			s.RemoveSession(id)
+		}
+		s.SetCooldown(ue, cool, d.now())
+	})
 	d.kick()
 }
 

@@ -190,3 +190,34 @@ func TestE2EV1QoSProfiles(t *testing.T) {
 		t.Fatalf("start with an INACTIVE profile: %v", runErr)
 	}
 }
+
+// A session the network ended is kept by a CAMARA v1 operator until it is
+// deleted. The state file keeps it until that DELETE lands: a DELETE that
+// fails, then a crash, must not leave a session nobody knows of.
+func TestE2EV1EndedSessionKeptUntilDeleted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{dialect: camaraV1})
+	e.spec.pollInterval = "1s"
+	r := e.start(e.spec.parse(t), "")
+	e.ue(1).bad()
+	first := e.waitSession(r, "ue-1")
+	e.sim.SetFaults(qodsim.Faults{FailNext: 1 << 20, Only: []string{"delete"}})
+	if err := e.sim.Terminate(first); err != nil {
+		t.Fatal(err)
+	}
+	stored := func() bool {
+		st := e.state()
+		_, ok := st.SessionFor("ue-1")
+		return ok
+	}
+	e.eventually("a DELETE of the ended session refused", func() bool {
+		return !r.status("ue-1").HasSession && e.tally().failed > 0
+	})
+	if !stored() {
+		t.Fatalf("the state file forgot session %s while the operator still holds it (its DELETE failed): %+v", first, e.state())
+	}
+	e.sim.SetFaults(qodsim.Faults{})
+	e.eventually("the ended session deleted and forgotten", func() bool {
+		return e.tally().deletes == 1 && !stored()
+	})
+}

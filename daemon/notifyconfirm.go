@@ -178,6 +178,9 @@ func (d *Daemon) confirmEnd(api SessionAPI, n Notice, ue string, in *notifiedInt
 			d.gone[n.SessionID] = now
 			return
 		}
+		if err == nil {
+			d.markEndedStray(ue, n.SessionID) // kept by the operator until deleted
+		}
 		st, _ := d.engine.Status(ue)
 		why := endReason(st.Session, now)
 		log.Warn("session ended by the network (notification, confirmed)", "reason", why.String())

@@ -454,6 +454,9 @@ func (d *Daemon) poll(api SessionAPI, ue, id string) {
 	if st, ok := d.engine.Status(ue); !ok || !st.HasSession || st.Session.ID != id || d.isBusy(ue) {
 		return // ended meanwhile, by us or a notification
 	}
+	if !gone {
+		d.markEndedStray(ue, id)
+	}
 	now := d.now()
 	st, _ := d.engine.Status(ue)
 	why := endReason(st.Session, now)
@@ -559,8 +562,9 @@ func (d *Daemon) restore(ctx context.Context) error {
 		case err == nil && info.QoSStatus == qosUnavailable:
 			// CAMARA v1: ended by the network while we were away, and kept
 			// by the operator until deleted.
+			// deleteStray forgets it once the DELETE lands; until then
+			// it stays in the state file, a stray tried again at each poll.
 			log.Info("stored session was ended by the network; deleting and forgetting it", "transaction_id", txid, "status_info", info.StatusInfo)
-			gone = append(gone, s.ID)
 			d.deleteStray(s.UE, s.ID)
 			continue
 		case err != nil:
