@@ -70,6 +70,10 @@ type Options struct {
 	// ShutdownGrace bounds how long calls in flight and releases on shutdown
 	// may take (default 30s).
 	ShutdownGrace time.Duration
+	// WebLimits and NotifyLimits bound what clients may hold of the web
+	// server and the notification receiver; a zero field takes its default
+	// (DefaultWebLimits, DefaultNotifyLimits).
+	WebLimits, NotifyLimits ServerLimits
 }
 
 // Daemon is one running qodwatch.

@@ -10,7 +10,75 @@ import (
 	"time"
 
 	"github.com/prometheus/exporter-toolkit/web"
+	"golang.org/x/net/netutil"
 )
+
+// ServerLimits bound what clients can hold of one of the daemon's servers.
+// Both can be reached by strangers (the notification receiver must be, by
+// the operator), and without limits idle or slow connections pile up until
+// the process runs out of memory or file descriptors, and then the probes
+// and the API calls that keep sessions right fail too.
+type ServerLimits struct {
+	// ReadHeaderTimeout bounds the request line and headers; ReadTimeout
+	// the whole request, body included (a slow body is cut off).
+	ReadHeaderTimeout, ReadTimeout time.Duration
+	// WriteTimeout bounds the handler and the answer's write.
+	WriteTimeout time.Duration
+	// IdleTimeout closes a kept-alive connection that sends nothing.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes is the request headers' limit; larger ones get 431.
+	MaxHeaderBytes int
+	// MaxConnections caps the connections open at once; further ones wait
+	// in the kernel's accept queue until one closes.
+	MaxConnections int
+}
+
+// DefaultWebLimits suit /metrics (a scrape of 10,000 UEs is a few MB),
+// the status page and the probes: Prometheus' and a few browsers'
+// connections, reused across a scrape interval of up to a minute.
+func DefaultWebLimits() ServerLimits {
+	return ServerLimits{
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		MaxConnections:    64,
+	}
+}
+
+// DefaultNotifyLimits suit the operator's callbacks: small bodies (at most
+// 64 KiB) answered at once, possibly many at a time after an outage.
+func DefaultNotifyLimits() ServerLimits {
+	return ServerLimits{
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		MaxConnections:    128,
+	}
+}
+
+// orDefault fills l's zero fields from def.
+func (l ServerLimits) orDefault(def ServerLimits) ServerLimits {
+	pick := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	pick(&l.ReadHeaderTimeout, def.ReadHeaderTimeout)
+	pick(&l.ReadTimeout, def.ReadTimeout)
+	pick(&l.WriteTimeout, def.WriteTimeout)
+	pick(&l.IdleTimeout, def.IdleTimeout)
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = def.MaxHeaderBytes
+	}
+	if l.MaxConnections <= 0 {
+		l.MaxConnections = def.MaxConnections
+	}
+	return l
+}
 
 // Listen binds addr for one of the daemon's servers. qodwatch run binds
 // both before Run starts: a busy port must stop the start before any
@@ -35,7 +103,7 @@ func (d *Daemon) ServeWeb(ctx context.Context, listen, webConfigFile string) err
 
 // ServeWebOn is ServeWeb on a bound listener, which it closes.
 func (d *Daemon) ServeWebOn(ctx context.Context, ln net.Listener, webConfigFile string) error {
-	return serve(ctx, ln, webConfigFile, d.Handler(), d.log)
+	return serve(ctx, ln, webConfigFile, d.Handler(), d.opts.WebLimits.orDefault(DefaultWebLimits()), d.log)
 }
 
 // ServeNotifications serves the notification receiver at
@@ -62,7 +130,7 @@ func (d *Daemon) ServeNotificationsOn(ctx context.Context, ln net.Listener) erro
 		}
 		rcv.ServeHTTP(w, r)
 	})
-	return serve(ctx, ln, "", mux, d.log)
+	return serve(ctx, ln, "", mux, d.opts.NotifyLimits.orDefault(DefaultNotifyLimits()), d.log)
 }
 
 // ValidateWebConfig checks web.config_file before the start, so a bad one
@@ -78,8 +146,19 @@ func ValidateWebConfig(file string) error {
 	return nil
 }
 
-func serve(ctx context.Context, ln net.Listener, webConfigFile string, h http.Handler, log *slog.Logger) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+func serve(ctx context.Context, ln net.Listener, webConfigFile string, h http.Handler, lim ServerLimits, log *slog.Logger) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: lim.ReadHeaderTimeout,
+		ReadTimeout:       lim.ReadTimeout,
+		WriteTimeout:      lim.WriteTimeout,
+		IdleTimeout:       lim.IdleTimeout,
+		MaxHeaderBytes:    lim.MaxHeaderBytes,
+		// The limits' own refusals (a slow client cut off, 431) are the
+		// stranger's problem, not the operator's: keep them out of the log.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	ln = netutil.LimitListener(ln, lim.MaxConnections)
 	errc := make(chan error, 1)
 	go func() {
 		if webConfigFile == "" {

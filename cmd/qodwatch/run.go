@@ -24,6 +24,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 	file := fs.String("config.file", "qodwatch.yaml", "configuration file")
 	stateDir := fs.String("state.dir", "", "override state_dir of the config")
 	webListen := fs.String("web.listen-address", "", "override web.listen of the config")
+	webMaxConns := fs.Int("web.max-connections", daemon.DefaultWebLimits().MaxConnections, "connections the web server serves at once; more wait")
+	notifyMaxConns := fs.Int("notifications.max-connections", daemon.DefaultNotifyLimits().MaxConnections, "connections the notification receiver serves at once; more wait")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -53,7 +55,9 @@ func cmdRun(args []string, stderr io.Writer) int {
 	log := newLogger(stderr, cfg.Log)
 	// New takes the state directory's lock first: a second daemon on it
 	// stops here, naming the holder, before it touches any session.
-	d, err := daemon.New(daemon.Options{Config: cfg, ConfigFile: *file, Logger: log, Adjust: adjust})
+	d, err := daemon.New(daemon.Options{Config: cfg, ConfigFile: *file, Logger: log, Adjust: adjust,
+		WebLimits:    daemon.ServerLimits{MaxConnections: *webMaxConns},
+		NotifyLimits: daemon.ServerLimits{MaxConnections: *notifyMaxConns}})
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
