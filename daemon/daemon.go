@@ -263,6 +263,7 @@ func New(opts Options) (*Daemon, error) {
 			return nil, err
 		}
 	}
+	d.initMetricLabels(cfg)
 	// The monitor's per-UE families are written straight in the text format
 	// on /metrics (client_golang's path costs ~10x the time and memory at
 	// 10,000 UEs); it sits in a registry of its own for Gatherer.
@@ -739,6 +740,7 @@ func (d *Daemon) apply(cfg *config.Config) (ReloadReport, error) {
 		d.api = api
 	}
 	d.engine.SetGuards(cfg.Guards.Guards)
+	d.initMetricLabels(cfg)
 	keep := map[string]bool{}
 	clear(d.obsSpans)
 	for i := range cfg.UEs {

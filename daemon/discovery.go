@@ -82,7 +82,7 @@ type sdOrigin struct {
 }
 
 func newDiscovery(d *Daemon, base *config.Config) *discovery {
-	return &discovery{
+	s := &discovery{
 		d: d, log: d.log, base: base,
 		sources: map[string]*sdSource{},
 		kept:    map[string]*keptUE{},
@@ -90,6 +90,8 @@ func newDiscovery(d *Daemon, base *config.Config) *discovery {
 		changed: make(chan struct{}, 1),
 		metrics: newSDMetrics(),
 	}
+	s.metrics.sources(base.Discovery)
+	return s
 }
 
 // start reads every source once (so that sessions stored for discovered
@@ -419,6 +421,8 @@ func (s *discovery) setBase(ctx context.Context, cfg *config.Config) {
 			go s.manage(ctx)
 		}
 	}
+	// After the restart: a removed source's last refresh is done.
+	s.metrics.sources(cfg.Discovery)
 }
 
 // merged builds the running config: the file's, plus what the sources
@@ -528,6 +532,9 @@ func (s *discovery) mergeAndApply() error {
 type sdMetrics struct {
 	ues, vanished                *prometheus.GaugeVec
 	refreshes, failures, invalid *prometheus.CounterVec
+
+	mu    sync.Mutex
+	known map[string]bool // the sources with series
 }
 
 func newSDMetrics() *sdMetrics {
@@ -548,6 +555,32 @@ func newSDMetrics() *sdMetrics {
 			Name: "qodwatch_sd_invalid_entries_total", Help: "Discovered entries skipped: invalid, or a name or identifier another UE has.",
 		}, []string{"source"}),
 	}
+}
+
+// sources gives each configured source its series at 0, so its first
+// failure or invalid entry shows as an increase, and drops those of
+// sources gone from the config: their gauges would stay at their last
+// value.
+func (m *sdMetrics) sources(specs []config.Discovery) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := map[string]bool{}
+	for _, spec := range specs {
+		now[spec.Name] = true
+		m.ues.WithLabelValues(spec.Name)
+		m.vanished.WithLabelValues(spec.Name)
+		m.refreshes.WithLabelValues(spec.Name)
+		m.failures.WithLabelValues(spec.Name)
+		m.invalid.WithLabelValues(spec.Name)
+	}
+	for name := range m.known {
+		if !now[name] {
+			for _, v := range []interface{ DeleteLabelValues(...string) bool }{m.ues, m.vanished, m.refreshes, m.failures, m.invalid} {
+				v.DeleteLabelValues(name)
+			}
+		}
+	}
+	m.known = now
 }
 
 func (m *sdMetrics) register(reg prometheus.Registerer) error {

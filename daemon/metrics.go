@@ -4,6 +4,7 @@ import (
 	"errors"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -87,13 +88,82 @@ func newMetrics(d *Daemon) *metrics {
 			Help: "UE evaluations by the policy, by what triggered them: a new sample, a due time (the end of a for, cooldown, backoff, renewal), or the tick.",
 		}, []string{"trigger"}),
 	}
-	for _, r := range notificationResults {
-		m.notifications.WithLabelValues(r)
-	}
 	m.evalSample = m.evaluations.WithLabelValues("sample")
 	m.evalDue = m.evaluations.WithLabelValues("due")
 	m.evalTick = m.evaluations.WithLabelValues("tick")
 	return m
+}
+
+// Label values known up front. A labelled series that appears with its
+// first event shows no increase for it: increase() and rate() need a
+// sample before the event, so a single lost create would never alert
+// (issue 9). These series start at 0 instead.
+var (
+	// apiOperations are the operations of every dialect; camara-v1 adds
+	// camaraOperations.
+	apiOperations    = []string{"create", "get", "delete"}
+	camaraOperations = []string{"extend", "retrieve"}
+	// apiOutcomes are every value outcome returns.
+	apiOutcomes = []string{"ok", "unknown_outcome", "not_found", "conflict", "rate_limited",
+		"unauthorized", "forbidden", "invalid", "unavailable", "error"}
+	// reconcileTriggers and reconcileResults label qodwatch_reconciliations_total.
+	reconcileTriggers = []string{"unknown_outcome", "conflict", "start"}
+	reconcileResults  = []string{"adopted", "none", "error"}
+)
+
+// initLabels gives every label value the config makes known its series at
+// 0: decisions, API calls of the dialect's operations, sessions opened per
+// QoS profile the rules may ask for, ends per reason, notifications per
+// result. It runs at start and on each reload (a new profile, a new
+// dialect); series of values no longer configured stay, they are few and
+// may have counted already. It does nothing per UE.
+func (m *metrics) initLabels(cfg *config.Config) {
+	for _, k := range []policy.Kind{policy.Request, policy.Renew, policy.Escalate, policy.Release} {
+		m.decisions.WithLabelValues(k.String())
+	}
+	ops := apiOperations
+	if cfg.API.Dialect == "camara-v1" {
+		ops = append(slices.Clip(ops), camaraOperations...)
+	}
+	if !cfg.DryRun {
+		for _, op := range ops {
+			for _, o := range apiOutcomes {
+				m.apiCalls.WithLabelValues(op, o)
+			}
+		}
+	}
+	profiles := func(r *policy.Rule) {
+		m.sessionsOpened.WithLabelValues(r.QoS)
+		if r.Escalate != nil {
+			m.sessionsOpened.WithLabelValues(r.Escalate.To)
+		}
+	}
+	for _, r := range cfg.Rules {
+		profiles(r)
+	}
+	for i := range cfg.UEs {
+		if cfg.UEs[i].RuleOverridden {
+			profiles(cfg.UEs[i].Rule)
+		}
+	}
+	for _, r := range []policy.EndReason{policy.EndReleased, policy.EndTerminated, policy.EndExpired} {
+		m.sessionsEnded.WithLabelValues(r.String())
+	}
+	for _, r := range notificationResults {
+		m.notifications.WithLabelValues(r)
+	}
+}
+
+// initMetricLabels is initLabels for the daemon's metrics and CAMARA v1's.
+func (d *Daemon) initMetricLabels(cfg *config.Config) {
+	d.metrics.initLabels(cfg)
+	if cfg.API.Dialect == "camara-v1" && !cfg.DryRun {
+		for _, t := range reconcileTriggers {
+			for _, r := range reconcileResults {
+				d.v1metrics.reconciled.WithLabelValues(t, r)
+			}
+		}
+	}
 }
 
 func (m *metrics) reloadSucceeded(at time.Time) {

@@ -667,6 +667,7 @@ func (d *Daemon) countAPI(op string, err error) {
 	d.metrics.apiCalls.WithLabelValues(op, outcome(err)).Inc()
 }
 
+// outcome names how a call ended, one of apiOutcomes.
 func outcome(err error) string {
 	switch {
 	case err == nil:
