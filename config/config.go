@@ -145,8 +145,8 @@ func (n Notifications) Token() (token string, ok bool, err error) {
 	return t, err == nil, err
 }
 
-// Web configures the HTTP server for metrics, the status page, /-/reload
-// and /-/healthy.
+// Web configures the HTTP server for metrics, the status page, /-/healthy,
+// /-/ready and (with --web.enable-lifecycle) /-/reload.
 type Web struct {
 	Listen string // host:port
 	// ConfigFile is an exporter-toolkit web config (TLS, basic auth); ""

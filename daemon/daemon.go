@@ -74,6 +74,10 @@ type Options struct {
 	// server and the notification receiver; a zero field takes its default
 	// (DefaultWebLimits, DefaultNotifyLimits).
 	WebLimits, NotifyLimits ServerLimits
+	// EnableLifecycle serves POST /-/reload (--web.enable-lifecycle, as in
+	// Prometheus): without it anyone who reaches the web server could make
+	// the daemon reread its config, so only SIGHUP reloads.
+	EnableLifecycle bool
 }
 
 // Daemon is one running qodwatch.

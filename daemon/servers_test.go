@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -210,4 +211,51 @@ func TestServersCapConnections(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("the waiting connection after one closed: %s", resp.Status)
 	}
+}
+
+// POST /-/reload rereads the config only with --web.enable-lifecycle (as in
+// Prometheus: otherwise anyone who reaches the web server can make the
+// daemon reread its config); it is POST only.
+func TestReloadEndpointNeedsLifecycle(t *testing.T) {
+	t.Parallel()
+	broken := filepath.Join(t.TempDir(), "qodwatch.yaml")
+	if err := os.WriteFile(broken, []byte("api: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	do := func(h http.Handler, method string) int {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(method, "/-/reload", nil))
+		return rec.Code
+	}
+	off := serverDaemon(t, daemon.Options{ConfigFile: broken})
+	if code := do(off.Handler(), http.MethodPost); code != http.StatusForbidden {
+		t.Errorf("POST /-/reload without --web.enable-lifecycle: %d, want 403", code)
+	}
+	if v := gaugeValue(t, off, "qodwatch_config_last_reload_successful"); v != 1 {
+		t.Errorf("qodwatch_config_last_reload_successful = %v: the config was reread without --web.enable-lifecycle", v)
+	}
+	on := serverDaemon(t, daemon.Options{ConfigFile: broken, EnableLifecycle: true})
+	for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodDelete} {
+		if code := do(on.Handler(), m); code != http.StatusMethodNotAllowed {
+			t.Errorf("%s /-/reload: %d, want 405", m, code)
+		}
+	}
+	if code := do(on.Handler(), http.MethodPost); code != http.StatusBadRequest {
+		t.Errorf("POST /-/reload of a broken config with --web.enable-lifecycle: %d, want 400", code)
+	}
+}
+
+func gaugeValue(t *testing.T, d *daemon.Daemon, name string) float64 {
+	t.Helper()
+	mfs, err := d.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }

@@ -138,6 +138,8 @@ type rigOptions struct {
 	Cooldown   string // default 0s
 	// KeepOnShutdown turns release_on_shutdown off.
 	KeepOnShutdown bool
+	// RunFlags are added to every `qodwatch run` of the rig.
+	RunFlags []string
 }
 
 type rigUE struct {
@@ -332,7 +334,7 @@ func (r *rig) startNoWait(name string, env ...string) *proc {
 // startFile runs `qodwatch run` on another config file without waiting.
 func (r *rig) startFile(name, cfgFile string, env ...string) *proc {
 	r.t.Helper()
-	cmd := exec.Command(r.bin, "run", "--config.file", cfgFile)
+	cmd := exec.Command(r.bin, append([]string{"run", "--config.file", cfgFile}, r.opts.RunFlags...)...)
 	cmd.Env = append(cleanEnv(), env...)
 	p := &proc{r: r, name: name, cmd: cmd, out: &logBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out

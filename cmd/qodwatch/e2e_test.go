@@ -71,7 +71,7 @@ func TestE2EBreachRecoverAndShutdown(t *testing.T) {
 // good one applies, keeping the session of an unchanged UE.
 func TestE2EReloadOnSIGHUP(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, rigOptions{})
+	r := newRig(t, rigOptions{RunFlags: []string{"--web.enable-lifecycle"}})
 	good, err := os.ReadFile(r.cfgFile)
 	if err != nil {
 		t.Fatal(err)
@@ -125,8 +125,14 @@ func TestE2EReloadOnSIGHUP(t *testing.T) {
 		t.Fatalf("a reload ended the session of an unchanged UE (%d DELETE)", n)
 	}
 
-	// POST /-/reload answers for itself.
+	// POST /-/reload answers for itself (--web.enable-lifecycle); GET is
+	// refused.
 	r.writeConfigText("api: [\n")
+	if resp, err := httpClient.Get(d.url("/-/reload")); err != nil {
+		t.Fatal(err)
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET /-/reload: %s, want 405", resp.Status)
+	}
 	resp, err := httpClient.Post(d.url("/-/reload"), "", nil)
 	if err != nil {
 		t.Fatal(err)

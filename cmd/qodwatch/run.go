@@ -17,7 +17,8 @@ import (
 	"github.com/qodwatch/qodwatch/daemon"
 )
 
-// cmdRun is the daemon: SIGHUP reloads, SIGINT/SIGTERM stop cleanly.
+// cmdRun is the daemon: SIGHUP (and POST /-/reload with
+// --web.enable-lifecycle) reloads, SIGINT/SIGTERM stop cleanly.
 func cmdRun(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -25,6 +26,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	stateDir := fs.String("state.dir", "", "override state_dir of the config")
 	webListen := fs.String("web.listen-address", "", "override web.listen of the config")
 	webMaxConns := fs.Int("web.max-connections", daemon.DefaultWebLimits().MaxConnections, "connections the web server serves at once; more wait")
+	lifecycle := fs.Bool("web.enable-lifecycle", false, "serve POST /-/reload (SIGHUP reloads in any case)")
 	notifyMaxConns := fs.Int("notifications.max-connections", daemon.DefaultNotifyLimits().MaxConnections, "connections the notification receiver serves at once; more wait")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -57,7 +59,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	// stops here, naming the holder, before it touches any session.
 	d, err := daemon.New(daemon.Options{Config: cfg, ConfigFile: *file, Logger: log, Adjust: adjust,
 		WebLimits:    daemon.ServerLimits{MaxConnections: *webMaxConns},
-		NotifyLimits: daemon.ServerLimits{MaxConnections: *notifyMaxConns}})
+		NotifyLimits: daemon.ServerLimits{MaxConnections: *notifyMaxConns}, EnableLifecycle: *lifecycle})
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
