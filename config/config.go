@@ -180,6 +180,10 @@ type UE struct {
 	ExternalID string
 	IPv4       string
 	IPv6       string
+	// IPv4Private and IPv4PublicPort complete IPv4 for a device behind
+	// carrier NAT (camara-v1 only): IPv4 is then the NAT's public address.
+	IPv4Private    string
+	IPv4PublicPort int
 
 	// Target is the host name or address the probes address ({{ue.target}});
 	// by default IPv4, else IPv6. "" when the UE has neither and no target.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -173,6 +174,21 @@ func mustLoad(t *testing.T, file string) *Config {
 // TestResolvedValues checks what the daemon gets: defaults, expanded
 // templates, canonical addresses, ports.
 func TestResolvedValues(t *testing.T) {
+	t.Run("ipv4 behind carrier NAT", func(t *testing.T) {
+		cfg := mustLoad(t, "testdata/good/camara-v1-nat.yaml")
+		got := make([]string, len(cfg.UEs))
+		for i, ue := range cfg.UEs {
+			got[i] = fmt.Sprintf("%s %s %s %d target %s", ue.Name, ue.IPv4, ue.IPv4Private, ue.IPv4PublicPort, ue.Target)
+		}
+		want := []string{
+			"camera-7 198.51.100.1 10.44.0.7 40007 target 10.44.0.7",
+			"camera-8 198.51.100.1 10.44.0.8 0 target 10.44.0.8",
+			"camera-9 198.51.100.9  0 target 198.51.100.9",
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	})
 	t.Run("ipv6 and placeholders", func(t *testing.T) {
 		cfg := mustLoad(t, "testdata/good/bearer-ipv6.yaml")
 		ue := cfg.UEs[0]

@@ -255,7 +255,7 @@ func (r *resolver) checkTemplate(p string, t *rawTemplate, rules map[string]*pol
 		r.appServer(p+".application_server", t.ApplicationServer)
 	}
 	return rawUE{
-		Name: t.Name, MSISDN: t.MSISDN, ExternalID: t.ExternalID, IPv4: t.IPv4, IPv6: t.IPv6, Target: t.Target,
+		Name: t.Name, MSISDN: t.MSISDN, ExternalID: t.ExternalID, IPv4: plainIPv4(t.IPv4), IPv6: t.IPv6, Target: t.Target,
 		ApplicationServer: t.ApplicationServer, ASPorts: t.ASPorts, UEPorts: t.UEPorts, Probes: t.Probes,
 		Rule: t.Rule, Group: t.Group, Labels: t.Labels,
 	}
@@ -414,7 +414,7 @@ func (s *Discovery) instantiate(target string, labels map[string]string, d *deco
 		Name:              name,
 		MSISDN:            expandSD(t.MSISDN, target, labels),
 		ExternalID:        expandSD(t.ExternalID, target, labels),
-		IPv4:              expandSD(t.IPv4, target, labels),
+		IPv4:              plainIPv4(expandSD(t.IPv4.Public, target, labels)),
 		IPv6:              expandSD(t.IPv6, target, labels),
 		Target:            expandSD(t.Target, target, labels),
 		ApplicationServer: t.ApplicationServer,
@@ -432,7 +432,7 @@ func (s *Discovery) instantiate(target string, labels map[string]string, d *deco
 			}
 		}
 	}
-	for key, v := range map[string]string{"msisdn": u.MSISDN, "external_id": u.ExternalID, "ipv4": u.IPv4, "ipv6": u.IPv6} {
+	for key, v := range map[string]string{"msisdn": u.MSISDN, "external_id": u.ExternalID, "ipv4": u.IPv4.Public, "ipv6": u.IPv6} {
 		if v != "" {
 			d.nodes[p+"."+key] = present
 		}

@@ -82,7 +82,7 @@ type rawUE struct {
 	Name              string            `yaml:"name"`
 	MSISDN            string            `yaml:"msisdn"`
 	ExternalID        string            `yaml:"external_id"`
-	IPv4              string            `yaml:"ipv4"`
+	IPv4              rawUEIPv4         `yaml:"ipv4"`
 	IPv6              string            `yaml:"ipv6"`
 	Target            string            `yaml:"target"`
 	ApplicationServer *rawAppServer     `yaml:"application_server"`

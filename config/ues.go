@@ -205,7 +205,7 @@ func (r *resolver) ues(raw []rawUE, defs resolvedDefaults, rules map[string]*pol
 				firstName[ue.Name] = i
 			}
 		}
-		for _, id := range []struct{ key, v string }{{"msisdn", ue.MSISDN}, {"external_id", ue.ExternalID}, {"ipv4", ue.IPv4}, {"ipv6", ue.IPv6}} {
+		for _, id := range []struct{ key, v string }{{"msisdn", ue.MSISDN}, {"external_id", ue.ExternalID}, {"ipv4", ipv4Identity(&ue)}, {"ipv6", ue.IPv6}} {
 			if id.v == "" {
 				continue
 			}
@@ -250,9 +250,7 @@ func (r *resolver) ue(p string, u *rawUE, defs resolvedDefaults, rules map[strin
 		}
 	}
 	out.ExternalID = u.ExternalID
-	if u.IPv4 != "" {
-		out.IPv4 = r.singleAddr(p+".ipv4", u.IPv4, true, false)
-	}
+	r.ueIPv4(p+".ipv4", u.IPv4, &out)
 	if u.IPv6 != "" {
 		out.IPv6 = r.singleAddr(p+".ipv6", u.IPv6, false, false)
 	}
@@ -272,6 +270,10 @@ func (r *resolver) ue(p string, u *rawUE, defs resolvedDefaults, rules map[strin
 		out.Target = out.IPv4
 	default:
 		out.Target = out.IPv6
+	}
+
+	if (out.IPv4Private != "" || out.IPv4PublicPort != 0) && u.Target == "" {
+		r.warnAt(p+".target", "unset, so probes go to %s, the NAT's public address, not the device behind it; set target to an address that reaches the device", out.IPv4)
 	}
 
 	// Probes address the UE by these; when one is wrong, checking the probes

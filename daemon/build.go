@@ -67,6 +67,7 @@ func createRequest(ue *config.UE, qos string, seconds int, notifyURL, notifyToke
 	req := qodclient.CreateSessionRequest{
 		UeID: qodclient.UeID{
 			ExternalID: ue.ExternalID, MSISDN: ue.MSISDN, IPv4Addr: ue.IPv4, IPv6Addr: ue.IPv6,
+			IPv4Private: ue.IPv4Private, IPv4PublicPort: ue.IPv4PublicPort,
 		},
 		AsID:     qodclient.AsID{IPv4Addr: ue.ApplicationServer.IPv4, IPv6Addr: ue.ApplicationServer.IPv6},
 		UePorts:  portsSpec(ue.UEPorts),

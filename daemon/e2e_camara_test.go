@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -220,4 +221,44 @@ func TestE2EV1EndedSessionKeptUntilDeleted(t *testing.T) {
 	e.eventually("the ended session deleted and forgotten", func() bool {
 		return e.tally().deletes == 1 && !stored()
 	})
+}
+
+// Two devices behind one carrier NAT share the public address: each gets a
+// session of its own, sent with its private address and public port, and
+// each session is known as that device's (not its neighbour's).
+func TestE2EV1DevicesBehindOneNAT(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{dialect: camaraV1, ues: 2})
+	for i := range e.spec.ues {
+		u := &e.spec.ues[i]
+		u.ipv4, u.private = "198.51.100.1", "10.0.0."+string(rune('1'+i))
+	}
+	e.spec.ues[0].publicPort = 40001
+	r := e.start(e.spec.parse(t), "")
+	e.ue(1).bad()
+	e.ue(2).bad()
+	ids := map[string]string{"ue-1": e.waitSession(r, "ue-1"), "ue-2": e.waitSession(r, "ue-2")}
+	for i, u := range e.spec.ues {
+		var got *qodsim.Session
+		for _, s := range e.live() {
+			if s.ID == ids[u.name] {
+				got = &s
+			}
+		}
+		if got == nil || simDevice(*got) != u.device() {
+			t.Fatalf("ues[%d] %s: its session %s is %+v; want device %s", i, u.name, ids[u.name], got, u.device())
+		}
+	}
+	e.ue(1).good()
+	e.eventually("ue-1's session ended", func() bool {
+		return r.status("ue-1").State == policy.StateIdle && !slices.Contains(e.liveIDs(), ids["ue-1"])
+	})
+	if st := r.status("ue-2"); !st.HasSession || st.Session.ID != ids["ue-2"] {
+		t.Fatalf("ue-2 lost its session when ue-1 recovered: %+v", st)
+	}
+	e.ue(2).good()
+	e.waitNoSession(r, "ue-2")
+	if got := e.tally(); got.created != 2 || got.deletes != 2 || got.conflicts != 0 {
+		t.Fatalf("simulator saw %s", got)
+	}
 }

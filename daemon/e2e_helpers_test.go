@@ -140,6 +140,34 @@ type ueSpec struct {
 	name string
 	ipv4 string
 	url  string
+	// private and publicPort put the UE behind carrier NAT (camara-v1):
+	// ipv4 is then the NAT's public address.
+	private    string
+	publicPort int
+}
+
+// ipv4YAML is the UE's ipv4 setting: the plain form, or the NAT form.
+func (u ueSpec) ipv4YAML() string {
+	if u.private == "" && u.publicPort == 0 {
+		return u.ipv4
+	}
+	return fmt.Sprintf("{public: %s, private: %s, public_port: %d}", u.ipv4, u.private, u.publicPort)
+}
+
+// device is how the simulator tells the UE apart from others: behind one
+// NAT, devices share the public address.
+func (u ueSpec) device() string { return deviceKey(u.ipv4, u.private, u.publicPort) }
+
+func deviceKey(public, private string, port int) string {
+	return fmt.Sprintf("%s|%s|%d", public, private, port)
+}
+
+func simDevice(s qodsim.Session) string {
+	private := s.UEPrivateIPv4
+	if private == s.UE.IPv4Addr {
+		private = "" // a device without NAT: v1 sends its address twice
+	}
+	return deviceKey(s.UE.IPv4Addr, private, s.UEPublicPort)
 }
 
 func (s *spec) yaml(t *testing.T) string {
@@ -169,7 +197,7 @@ func (s *spec) yaml(t *testing.T) string {
 	fmt.Fprintf(&b, "defaults:\n  application_server: {ipv4: 203.0.113.10}\n  window: %s\n  rule: fast\n", s.window)
 	b.WriteString("ues:\n")
 	for _, u := range s.ues {
-		fmt.Fprintf(&b, "  - name: %s\n    ipv4: %s\n    target: 127.0.0.1\n    probes:\n      - http: {url: %q, interval: %s, timeout: %s}\n", u.name, u.ipv4, u.url, s.interval, s.timeout)
+		fmt.Fprintf(&b, "  - name: %s\n    ipv4: %s\n    target: 127.0.0.1\n    probes:\n      - http: {url: %q, interval: %s, timeout: %s}\n", u.name, u.ipv4YAML(), u.url, s.interval, s.timeout)
 	}
 	fmt.Fprintf(&b, `rules:
   fast:
@@ -497,7 +525,7 @@ func (e *env) invariants() error {
 	before := e.live()
 	perUE := map[string][]string{}
 	for _, s := range before {
-		perUE[s.UE.IPv4Addr] = append(perUE[s.UE.IPv4Addr], s.ID)
+		perUE[simDevice(s)] = append(perUE[simDevice(s)], s.ID)
 	}
 	for ue, ids := range perUE {
 		if len(ids) > 1 {
@@ -528,7 +556,7 @@ func (e *env) invariants() error {
 			known = known || x.ID == s.ID
 		}
 		for _, in := range st.Intents {
-			known = known || e.ipv4Of(in.UE) == s.UE.IPv4Addr
+			known = known || e.deviceOf(in.UE) == simDevice(s)
 		}
 		if !known {
 			return fmt.Errorf("live session %s of UE %s is neither in the state file nor covered by an intent: %+v", s.ID, s.UE.IPv4Addr, st)
@@ -537,10 +565,10 @@ func (e *env) invariants() error {
 	return nil
 }
 
-func (e *env) ipv4Of(ue string) string {
+func (e *env) deviceOf(ue string) string {
 	for _, u := range e.spec.ues {
 		if u.name == ue {
-			return u.ipv4
+			return u.device()
 		}
 	}
 	return ""

@@ -480,7 +480,9 @@ func endReason(s policy.Session, now time.Time) policy.EndReason {
 func sameUE(ue *config.UE, id qodclient.UeID) bool {
 	return (id.MSISDN != "" && id.MSISDN == ue.MSISDN) ||
 		(id.ExternalID != "" && id.ExternalID == ue.ExternalID) ||
-		(id.IPv4Addr != "" && id.IPv4Addr == ue.IPv4) ||
+		// Behind carrier NAT many devices share the public address: the
+		// device half must match too (both empty for a UE without NAT).
+		(id.IPv4Addr != "" && id.IPv4Addr == ue.IPv4 && id.IPv4Private == ue.IPv4Private && id.IPv4PublicPort == ue.IPv4PublicPort) ||
 		(id.IPv6Addr != "" && id.IPv6Addr == ue.IPv6)
 }
 
