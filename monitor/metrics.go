@@ -78,7 +78,9 @@ var families = []*family{
 		write: func(sc *scrape, f *family, out sink) {
 			// Only UEs that ever failed, and only the reasons seen: one
 			// series per UE, kind and reason would make a healthy fleet's
-			// /metrics ten times longer.
+			// /metrics ten times longer. So this counter's first error is
+			// no increase: alert on qodwatch_probe_failing_since_timestamp_seconds
+			// (present from the first error) or on a last sample of 0.
 			var c [numKinds][numReasons]uint64
 			for _, st := range sc.ues {
 				st.mu.Lock()
@@ -253,8 +255,10 @@ var families = []*family{
 		help:  "RFC 3550 jitter of the UE's round trips.",
 		write: withLatency(func(w *winFigures) float64 { return w.jitter.Seconds() })},
 	{name: "qodwatch_window_last_sample_timestamp_seconds", kind: gauge, labels: labelsUE,
-		help:  "When the UE's last measurement completed, Unix time.",
-		write: perWindow(func(w *winFigures) (float64, bool) { return float64(w.last) / 1e9, w.last != 0 })},
+		help: "When the UE's last measurement completed, Unix time; 0 while it has none (its probes never measured since it was added).",
+		// 0, not absent, for a UE that never measured: an alert on
+		// "no data" must see the UEs that never had any (issue 9).
+		write: perWindow(func(w *winFigures) (float64, bool) { return float64(w.last) / 1e9, true })},
 	{name: "qodwatch_window_latency_max_seconds", kind: gauge, labels: labelsUE,
 		help:  "Longest round trip in the UE's window.",
 		write: withLatency(func(w *winFigures) float64 { return w.max.Seconds() })},

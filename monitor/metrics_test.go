@@ -5,6 +5,7 @@ import (
 	"context"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -81,7 +82,7 @@ qodwatch_probe_value{query="bitrate",ue="robot-2"} 1.5e+06
 # TYPE qodwatch_ue_info gauge
 qodwatch_ue_info{addr="127.0.0.12",site="",ue="robot-2"} 1
 qodwatch_ue_info{addr="127.0.0.7",site="pier-3",ue="cam-7"} 1
-# HELP qodwatch_window_last_sample_timestamp_seconds When the UE's last measurement completed, Unix time.
+# HELP qodwatch_window_last_sample_timestamp_seconds When the UE's last measurement completed, Unix time; 0 while it has none (its probes never measured since it was added).
 # TYPE qodwatch_window_last_sample_timestamp_seconds gauge
 qodwatch_window_last_sample_timestamp_seconds{ue="cam-7"} 1.772366404e+09
 qodwatch_window_last_sample_timestamp_seconds{ue="robot-2"} 1.772366403e+09
@@ -108,6 +109,55 @@ qodwatch_window_last_sample_timestamp_seconds{ue="robot-2"} 1.772366403e+09
 	if n, _ := testutil.GatherAndCount(off, "qodwatch_probe_rtt_seconds"); n != 0 {
 		t.Errorf("%d rtt histograms with RTTHistogram off", n)
 	}
+}
+
+// TestNeverMeasuredUEHasALastSampleOfZero: a UE whose probes never
+// measured has its last-sample series at 0 from the moment it is added,
+// so the no-data alert sees it (issue 9); it gets its time with its first
+// measurement, and the series goes with the UE. Both ways out (client_golang
+// and the text writer) agree.
+func TestNeverMeasuredUEHasALastSampleOfZero(t *testing.T) {
+	clk := newFakeClock(base)
+	m, err := New(Options{Clock: clk, ICMP: func([]ICMPTarget) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp := []Probe{TCP{Address: "{{ue.addr}}:22", Interval: time.Second}}
+	if err := m.SetUEs([]UE{{Name: "mute-1", Addr: "127.0.0.1", Probes: tcp}, {Name: "talks-2", Addr: "127.0.0.2", Probes: tcp}}); err != nil {
+		t.Fatal(err)
+	}
+	m.Record(Result{UE: "mute-1", Probe: KindTCP, At: at(time.Second), Err: syscall.ECONNREFUSED})
+	m.Record(Result{UE: "talks-2", Probe: KindTCP, At: at(time.Second), RTT: ms(3)})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(m)
+	check := func(want string) {
+		t.Helper()
+		const name = "qodwatch_window_last_sample_timestamp_seconds"
+		head := "# HELP " + name + " When the UE's last measurement completed, Unix time; 0 while it has none (its probes never measured since it was added).\n# TYPE " + name + " gauge\n"
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(head+want), name); err != nil {
+			t.Error(err)
+		}
+		var buf bytes.Buffer
+		if err := m.WriteMetrics(&buf); err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		for _, l := range strings.Split(buf.String(), "\n") {
+			if strings.HasPrefix(l, name+"{") {
+				lines = append(lines, l)
+			}
+		}
+		if got := strings.Join(lines, "\n") + "\n"; got != want {
+			t.Errorf("WriteMetrics:\n%s\nwant\n%s", got, want)
+		}
+	}
+	check("qodwatch_window_last_sample_timestamp_seconds{ue=\"mute-1\"} 0\n" +
+		"qodwatch_window_last_sample_timestamp_seconds{ue=\"talks-2\"} 1.772366401e+09\n")
+	m.Record(Result{UE: "mute-1", Probe: KindTCP, At: at(2 * time.Second), RTT: ms(3)})
+	if err := m.SetUEs([]UE{{Name: "mute-1", Addr: "127.0.0.1", Probes: tcp}}); err != nil {
+		t.Fatal(err)
+	}
+	check("qodwatch_window_last_sample_timestamp_seconds{ue=\"mute-1\"} 1.772366402e+09\n")
 }
 
 // errorsCounter picks one qodwatch_probe_errors_total series.
