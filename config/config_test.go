@@ -460,3 +460,39 @@ testdata/warn/warnings.yaml: OK: 1 UE, 2 rules, 1 probe, auth bearer, dialect de
 		t.Errorf("stdout:\n%s\nwant:\n%s\nstderr: %s", out.String(), want, errOut.String())
 	}
 }
+
+// TestAddressWarnings: settings that load but that an operator may refuse,
+// or that probe the wrong host.
+func TestAddressWarnings(t *testing.T) {
+	base := `api: {base_url: "https://api.example.com/qod/v1", dialect: %s, auth: {type: none}}
+state_dir: /var/lib/qodwatch
+defaults: {application_server: {ipv4: %s}, probes: [icmp], rule: r}
+ues:
+  - {name: camera-7, ipv4: %s}
+rules:
+  r: {breach: {any: ["latency_p95 > 80ms"], for: 20s}, recover: {all: ["latency_p95 < 50ms"], for: 60s}, qos: QOS_E, duration: 10m}
+`
+	cases := []struct {
+		dialect, as, ue string
+		want            string // the warning's path, "" for none
+	}{
+		{"camara-v0", "203.0.113.0/24", "10.44.0.7", "defaults.application_server.ipv4"},
+		{"camara-v0", "203.0.113.10", "10.44.0.7", ""},
+		{"devedge", "203.0.113.0/24", "10.44.0.7", ""}, // DevEdge's own example sends a prefix
+		{"camara-v1", "203.0.113.0/24", "10.44.0.7", ""},
+		{"camara-v1", "203.0.113.10", "{public: 198.51.100.1, private: 10.44.0.7}", "ues[0].target"},
+	}
+	for _, c := range cases {
+		cfg, err := Parse("q.yaml", fmt.Appendf(nil, base, c.dialect, c.as, c.ue))
+		if err != nil {
+			t.Fatalf("%+v: %v", c, err)
+		}
+		var paths []string
+		for _, w := range cfg.Warnings {
+			paths = append(paths, w.Path)
+		}
+		if want := []string{c.want}; c.want == "" && len(paths) != 0 || c.want != "" && !slices.Equal(paths, want) {
+			t.Errorf("%s, application_server %s, ue ipv4 %s: warnings %v, want %q", c.dialect, c.as, c.ue, cfg.Warnings, c.want)
+		}
+	}
+}

@@ -141,6 +141,12 @@ func (r *resolver) addrOrPrefix(path, s string, v4 bool) string {
 			r.d.errorAt(path, "%q is an %s prefix; this field wants %s", s, family(!v4), family(v4))
 			return ""
 		}
+		if r.dialect == dialectCAMARAv0 {
+			// DevEdge documents address/mask and camara-v1 has no format
+			// here; v0.8.1 as published says format ipv4/ipv6 beside a
+			// pattern that allows the mask.
+			r.warnAt(path, "a prefix: CAMARA v0.8.1 declares format %s here, so an operator that validates formats refuses it (400 INVALID_INPUT); give one address if it does", strings.ToLower(family(v4)))
+		}
 		return pfx.String()
 	}
 	return r.singleAddr(path, s, v4, true)

@@ -84,7 +84,9 @@ var (
 
 // loadSpec parses and checks the embedded DevEdge document once per process.
 func loadSpec() (*apiSpec, error) {
-	specOnce.Do(func() { loadedSpec, specErr = parseSpec(OpenAPI, opCreate, opGet, opDelete) })
+	// DevEdge's own create page sends "192.168.0.1/24" in ueId and asId:
+	// its format ipv4/ipv6 (as published in v0.8.1) takes a prefix too.
+	specOnce.Do(func() { loadedSpec, specErr = parseSpec(OpenAPI, checkIPOrPrefix, opCreate, opGet, opDelete) })
 	return loadedSpec, specErr
 }
 
@@ -92,12 +94,12 @@ func loadSpec() (*apiSpec, error) {
 // process, as one set of routes.
 func loadV1Spec() (*apiSpec, error) {
 	v1SpecOnce.Do(func() {
-		qod, err := parseSpec(OpenAPIv1, opCreate, opGet, opDelete, opExtend, opRetrieveSessions)
+		qod, err := parseSpec(OpenAPIv1, checkIP, opCreate, opGet, opDelete, opExtend, opRetrieveSessions)
 		if err != nil {
 			v1SpecErr = err
 			return
 		}
-		prof, err := parseSpec(OpenAPIQoSProfiles, opGetProfile, opRetrieveProfiles)
+		prof, err := parseSpec(OpenAPIQoSProfiles, checkIP, opGetProfile, opRetrieveProfiles)
 		if err != nil {
 			v1SpecErr = err
 			return
@@ -112,7 +114,9 @@ func loadV1Spec() (*apiSpec, error) {
 
 var uuidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
-func parseSpec(data []byte, required ...string) (*apiSpec, error) {
+// parseSpec loads an embedded document; checkAddr is what its ipv4 and
+// ipv6 formats accept.
+func parseSpec(data []byte, checkAddr func(v4 bool) func(string) error, required ...string) (*apiSpec, error) {
 	loader := openapi3.NewLoader()
 	doc, err := loader.LoadFromData(data)
 	if err != nil {
@@ -156,8 +160,8 @@ func parseSpec(data []byte, required ...string) (*apiSpec, error) {
 			openapi3.WithStringFormatValidator("uri", openapi3.NewCallbackValidator(checkAbsoluteHTTPURL)),
 			// kin-openapi checks ipv4/ipv6 only when asked; the published
 			// documents declare them, and a strict operator checks them.
-			openapi3.WithStringFormatValidator("ipv4", openapi3.NewCallbackValidator(checkIP(true))),
-			openapi3.WithStringFormatValidator("ipv6", openapi3.NewCallbackValidator(checkIP(false))),
+			openapi3.WithStringFormatValidator("ipv4", openapi3.NewCallbackValidator(checkAddr(true))),
+			openapi3.WithStringFormatValidator("ipv6", openapi3.NewCallbackValidator(checkAddr(false))),
 		},
 	}
 	return s, nil
@@ -173,6 +177,25 @@ func checkIP(v4 bool) func(string) error {
 				return errors.New("not an IPv4 address")
 			}
 			return errors.New("not an IPv6 address")
+		}
+		return nil
+	}
+}
+
+// checkIPOrPrefix accepts what checkIP does, or a prefix of the family
+// (address/mask, the mask valid for the family).
+func checkIPOrPrefix(v4 bool) func(string) error {
+	single := checkIP(v4)
+	return func(v string) error {
+		if !strings.Contains(v, "/") {
+			return single(v)
+		}
+		p, err := netip.ParsePrefix(v)
+		if err != nil || p.Addr().Is4() != v4 {
+			if v4 {
+				return errors.New("not an IPv4 address or prefix")
+			}
+			return errors.New("not an IPv6 address or prefix")
 		}
 		return nil
 	}
