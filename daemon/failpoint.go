@@ -1,3 +1,5 @@
+//go:build qodwatch_failpoints
+
 package daemon
 
 import (
@@ -7,19 +9,13 @@ import (
 
 // failpointEnv names the crash point for the kill -9 tests: when it equals
 // a failpoint's name the process kills itself there with SIGKILL, exactly as
-// an OOM kill or a power cut would stop it between two steps.
+// an OOM kill or a power cut would stop it between two steps. Only a binary
+// built with -tags qodwatch_failpoints reads it (failpoint_off.go is the
+// shipped twin): an environment variable must never be able to kill a
+// production daemon between two steps of a session's life.
 const failpointEnv = "QODWATCH_FAILPOINT"
 
 var failpointName = os.Getenv(failpointEnv)
-
-// Failpoints, in the order a session's life passes them.
-const (
-	fpAfterIntent = "after-intent" // intent durable, POST not sent
-	fpAfterCreate = "after-create" // operator answered the POST, session not recorded
-	fpAfterRecord = "after-record" // session recorded, policy not told
-	fpBeforeEnd   = "before-delete"
-	fpAfterEnd    = "after-delete" // operator ended it, state file still lists it
-)
 
 func failpoint(name string) {
 	if failpointName != "" && failpointName == name {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"os"
@@ -21,6 +22,33 @@ import (
 // daemon holds is ended once the UE recovers.
 
 func failpoint(name string) string { return "QODWATCH_FAILPOINT=" + name }
+
+// The shipped binary has no failpoints (issue 8): QODWATCH_FAILPOINT in its
+// environment, set by mistake or by someone who can set a unit's
+// environment, must not kill it between two steps of a session's life.
+// Only the binary built with -tags qodwatch_failpoints reads it.
+func TestShippedBinaryHasNoFailpoints(t *testing.T) {
+	t.Parallel()
+	for _, b := range []struct {
+		path string
+		want bool
+	}{{qodwatchBinary(t), false}, {qodwatchFailpointBinary(t), true}} {
+		data, err := os.ReadFile(b.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := bytes.Contains(data, []byte("QODWATCH_FAILPOINT")); got != b.want {
+			t.Errorf("%s reads QODWATCH_FAILPOINT: %v, want %v", filepath.Base(b.path), got, b.want)
+		}
+	}
+	// And it lives through the step where the failpoint binary dies.
+	r := newRig(t, rigOptions{})
+	p := r.start("shipped", failpoint("after-intent"))
+	r.ue("ue-a").target.setBad(true)
+	p.waitState("ue-a", 15*time.Second, "active")
+	r.requireAllKnown("with QODWATCH_FAILPOINT=after-intent set")
+	r.finish(p, 1)
+}
 
 // crashed waits for a daemon with a failpoint to kill itself there.
 func crashed(t *testing.T, p *proc) {
@@ -88,7 +116,7 @@ func TestE2EKill9(t *testing.T) {
 	// session, as if nothing had happened.
 	t.Run("idle", func(t *testing.T) {
 		t.Parallel()
-		r := newRig(t, rigOptions{})
+		r := newRig(t, rigOptions{Failpoints: true})
 		first := r.start("first")
 		first.waitState("ue-a", 10*time.Second, "idle")
 		first.kill9()
@@ -104,7 +132,7 @@ func TestE2EKill9(t *testing.T) {
 	// POST) and releases it when the UE recovers.
 	t.Run("active", func(t *testing.T) {
 		t.Parallel()
-		r := newRig(t, rigOptions{})
+		r := newRig(t, rigOptions{Failpoints: true})
 		first := r.start("first")
 		r.ue("ue-a").target.setBad(true)
 		first.waitState("ue-a", 15*time.Second, "active")
@@ -120,7 +148,7 @@ func TestE2EKill9(t *testing.T) {
 	// it treats the UE as possibly holding a session and buys nothing.
 	t.Run("after-intent", func(t *testing.T) {
 		t.Parallel()
-		r := newRig(t, rigOptions{})
+		r := newRig(t, rigOptions{Failpoints: true})
 		first := r.start("first", failpoint("after-intent"))
 		r.ue("ue-a").target.setBad(true)
 		crashed(t, first)
@@ -148,7 +176,7 @@ func TestE2EKill9(t *testing.T) {
 		// window that remembers it: ending while the UE still looks bad,
 		// it would rightly be followed by a new POST. A loaded machine
 		// takes seconds to restart the daemon and run the CLI.
-		r := newRig(t, rigOptions{Duration: "8s"})
+		r := newRig(t, rigOptions{Duration: "8s", Failpoints: true})
 		first := r.start("first", failpoint("after-create"))
 		r.ue("ue-a").target.setBad(true)
 		crashed(t, first)
@@ -176,7 +204,7 @@ func TestE2EKill9(t *testing.T) {
 	// Recorded but the policy never heard of it: adopted from the file.
 	t.Run("after-record", func(t *testing.T) {
 		t.Parallel()
-		r := newRig(t, rigOptions{})
+		r := newRig(t, rigOptions{Failpoints: true})
 		first := r.start("first", failpoint("after-record"))
 		r.ue("ue-a").target.setBad(true)
 		crashed(t, first)
@@ -194,7 +222,7 @@ func TestE2EKill9(t *testing.T) {
 	// session and ends it, the UE being well.
 	t.Run("before-delete", func(t *testing.T) {
 		t.Parallel()
-		r := newRig(t, rigOptions{})
+		r := newRig(t, rigOptions{Failpoints: true})
 		first := r.start("first", failpoint("before-delete"))
 		r.ue("ue-a").target.setBad(true)
 		first.waitState("ue-a", 15*time.Second, "active")
@@ -221,7 +249,7 @@ func TestE2EKill9(t *testing.T) {
 	// finds it gone and forgets it.
 	t.Run("after-delete", func(t *testing.T) {
 		t.Parallel()
-		r := newRig(t, rigOptions{})
+		r := newRig(t, rigOptions{Failpoints: true})
 		first := r.start("first", failpoint("after-delete"))
 		r.ue("ue-a").target.setBad(true)
 		first.waitState("ue-a", 15*time.Second, "active")
@@ -250,7 +278,7 @@ func TestE2EKill9(t *testing.T) {
 // waiting out the intent (the rule's duration plus a minute).
 func TestE2EKill9AfterCreateNotificationSettles(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, rigOptions{})
+	r := newRig(t, rigOptions{Failpoints: true})
 	first := r.start("first", failpoint("after-create"))
 	r.ue("ue-a").target.setBad(true)
 	crashed(t, first)

@@ -33,12 +33,22 @@ import (
 	"github.com/qodwatch/qodwatch/qodclient/qodsim"
 )
 
+// The binaries under test: the shipped one, and one built with the
+// failpoints the kill -9 suite crashes at (-tags qodwatch_failpoints).
 var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-	binDir  string
+	shipped    binary
+	failpoints = binary{tags: "qodwatch_failpoints"}
+	binDir     string
+	binDirErr  error
+	binDirOnce sync.Once
 )
+
+type binary struct {
+	tags string
+	once sync.Once
+	path string
+	err  error
+}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -48,34 +58,44 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// qodwatchBinary builds the binary on first use (with -race when the tests
-// run with it) and returns its path. Tests that need no subprocess never
-// pay for the build.
-func qodwatchBinary(t *testing.T) string {
+// qodwatchBinary builds the shipped binary on first use (with -race when
+// the tests run with it) and returns its path. Tests that need no
+// subprocess never pay for the build.
+func qodwatchBinary(t *testing.T) string { return shipped.build(t) }
+
+// qodwatchFailpointBinary is qodwatchBinary with the failpoints in.
+func qodwatchFailpointBinary(t *testing.T) string { return failpoints.build(t) }
+
+func (b *binary) build(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test: builds and runs the qodwatch binary")
 	}
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "qodwatch-e2e-bin-")
-		if binErr != nil {
-			return
+	binDirOnce.Do(func() { binDir, binDirErr = os.MkdirTemp("", "qodwatch-e2e-bin-") })
+	if binDirErr != nil {
+		t.Fatalf("build qodwatch: %v", binDirErr)
+	}
+	b.once.Do(func() {
+		b.path = filepath.Join(binDir, "qodwatch")
+		args := []string{"build"}
+		if b.tags != "" {
+			b.path += "-" + b.tags
+			args = append(args, "-tags", b.tags)
 		}
-		binPath = filepath.Join(binDir, "qodwatch")
-		args := []string{"build", "-o", binPath}
+		args = append(args, "-o", b.path)
 		if raceEnabled {
 			args = append(args, "-race")
 		}
 		cmd := exec.Command(goTool(), append(args, ".")...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			binErr = fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
+			b.err = fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
 		}
 	})
-	if binErr != nil {
-		t.Fatalf("build qodwatch: %v", binErr)
+	if b.err != nil {
+		t.Fatalf("build qodwatch: %v", b.err)
 	}
-	return binPath
+	return b.path
 }
 
 func goTool() string {
@@ -140,6 +160,9 @@ type rigOptions struct {
 	KeepOnShutdown bool
 	// RunFlags are added to every `qodwatch run` of the rig.
 	RunFlags []string
+	// Failpoints runs the binary built with the failpoints (the kill -9
+	// suite); the shipped one ignores QODWATCH_FAILPOINT.
+	Failpoints bool
 }
 
 type rigUE struct {
@@ -168,6 +191,9 @@ var rigSeq atomic.Int32
 func newRig(t *testing.T, opts rigOptions) *rig {
 	t.Helper()
 	bin := qodwatchBinary(t)
+	if opts.Failpoints {
+		bin = qodwatchFailpointBinary(t)
+	}
 	if opts.UEs == 0 {
 		opts.UEs = 2
 	}
