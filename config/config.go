@@ -72,6 +72,11 @@ type API struct {
 	// MaxRetries is how often a failed call is retried (0: never).
 	MaxRetries int
 
+	// Profiles are the QoS profile names rules may ask for, in ladders
+	// (weakest to strongest): DevEdge's four unless a camara-v1 config
+	// names its operator's own in api.qos_profiles.
+	Profiles policy.Profiles
+
 	// camara-v1 only.
 	// ProfilesURL is the QoS Profiles API root; "" derives it from BaseURL
 	// (…/quality-on-demand/v1 → …/qos-profiles/v1).

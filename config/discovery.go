@@ -318,12 +318,13 @@ func expandSD(s, target string, labels map[string]string) string {
 // discoveryContext is what resolving discovered UEs needs of the config
 // they join: its rules, defaults and dialect.
 type discoveryContext struct {
-	dir     string
-	dialect string
-	rules   map[string]*policy.Rule
-	specs   map[string]policy.RuleSpec
-	names   []string
-	defs    resolvedDefaults
+	dir      string
+	dialect  string
+	profiles policy.Profiles
+	rules    map[string]*policy.Rule
+	specs    map[string]policy.RuleSpec
+	names    []string
+	defs     resolvedDefaults
 }
 
 // EntryError is one discovered UE left out: where it came from (a file or
@@ -362,7 +363,7 @@ func (c *Config) ResolveTargets(source, origin string, groups []TargetGroup) ([]
 	}
 	out := make([]DiscoveredUE, 0, n)
 	var bad []EntryError
-	r := &resolver{dir: c.sd.dir, dialect: c.sd.dialect, ruleNames: c.sd.names}
+	r := &resolver{dir: c.sd.dir, dialect: c.sd.dialect, profiles: c.sd.profiles, ruleNames: c.sd.names}
 	for gi, g := range groups {
 		for ti, target := range g.Targets {
 			r.d = newEntryDecoder(origin)

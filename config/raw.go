@@ -32,9 +32,10 @@ type rawAPI struct {
 	PollInterval string  `yaml:"poll_interval"`
 	MaxRetries   *int    `yaml:"max_retries"`
 	// camara-v1 only.
-	ProfilesURL                 string `yaml:"profiles_url"`
-	RequestedTimeout            string `yaml:"requested_timeout"`
-	SendNetworkAccessIdentifier bool   `yaml:"send_network_access_identifier"`
+	ProfilesURL                 string             `yaml:"profiles_url"`
+	QoSProfiles                 *rawProfileLadders `yaml:"qos_profiles"`
+	RequestedTimeout            string             `yaml:"requested_timeout"`
+	SendNetworkAccessIdentifier bool               `yaml:"send_network_access_identifier"`
 }
 
 type rawAuth struct {

@@ -34,6 +34,7 @@ type resolver struct {
 	dir      string // relative paths in the file are relative to this
 	warnings Errors
 	dialect  string
+	profiles policy.Profiles // what rules may ask for
 	// ruleNames are all names under rules:, valid or not, for suggestions.
 	ruleNames []string
 	// templates remembers which probe templates passed their checks.
@@ -87,6 +88,10 @@ func (r *resolver) resolve(raw *rawFile) *Config {
 	cfg := &Config{DryRun: raw.DryRun}
 	cfg.API = r.api(raw.API, raw.DryRun)
 	r.dialect = cfg.API.Dialect
+	if cfg.API.Profiles == nil { // no api section (dry run)
+		cfg.API.Profiles = policy.DefaultProfiles()
+	}
+	r.profiles = cfg.API.Profiles
 	cfg.Web = r.web(raw.Web)
 	cfg.Notifications = r.notifications(raw.Notifications, cfg.Web)
 	cfg.Log = r.log(raw.Log)
@@ -105,7 +110,7 @@ func (r *resolver) resolve(raw *rawFile) *Config {
 	defs := r.defaults(&raw.Defaults, cfg.Rules)
 	cfg.Discovery = r.discoveries(raw.UESD, cfg.Rules)
 	cfg.UEs = r.ues(raw.UEs, defs, cfg.Rules, specs, len(raw.UESD) > 0)
-	cfg.sd = &discoveryContext{dir: r.dir, dialect: r.dialect, rules: cfg.Rules, specs: specs, names: r.ruleNames, defs: defs}
+	cfg.sd = &discoveryContext{dir: r.dir, dialect: r.dialect, profiles: r.profiles, rules: cfg.Rules, specs: specs, names: r.ruleNames, defs: defs}
 	cfg.Guards = r.guards(raw.Guards, cfg.UEs, len(raw.UESD) > 0)
 	r.warnBlips(cfg.UEs)
 	for _, name := range r.d.mapKeys("rules", slices.Collect(maps.Keys(cfg.Rules))) {
@@ -311,6 +316,7 @@ func (r *resolver) api(a *rawAPI, dry bool) API {
 	out.Auth = r.auth(&a.Auth)
 	out.RequestedTimeout = r.durationIn("api.requested_timeout", a.RequestedTimeout, defaultRequestedTimeout, time.Second, 24*time.Hour)
 	out.SendNetworkAccessIdentifier = a.SendNetworkAccessIdentifier
+	out.Profiles = r.qosProfiles(a.QoSProfiles, out.Dialect)
 	if a.ProfilesURL != "" {
 		if u, ok := r.httpURL("api.profiles_url", a.ProfilesURL); ok {
 			out.ProfilesURL = strings.TrimSuffix(u.String(), "/")
@@ -569,7 +575,7 @@ func (r *resolver) rules(raw map[string]policy.RuleSpec) (map[string]*policy.Rul
 		}
 		spec := raw[name]
 		specs[name] = spec
-		rule, err := policy.CompileRule(name, spec)
+		rule, err := r.profiles.CompileRule(name, spec)
 		if err != nil {
 			r.policyErrors(err, p, func(fe *policy.FieldError) (string, string) { return fe.Path(), "" })
 			continue

@@ -382,7 +382,7 @@ func (r *resolver) ueRule(p string, u *rawUE, out *UE, defs resolvedDefaults, ru
 	}
 	op := p + ".rule_override"
 	merged := policy.MergeRuleSpec(specs[name], *u.RuleOverride)
-	rule, err := policy.CompileRule(name, merged)
+	rule, err := r.profiles.CompileRule(name, merged)
 	if err != nil {
 		// Blame the override's field when it set the one at fault; else the
 		// override as a whole, which made the shared rule invalid.

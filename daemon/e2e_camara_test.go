@@ -262,3 +262,26 @@ func TestE2EV1DevicesBehindOneNAT(t *testing.T) {
 		t.Fatalf("simulator saw %s", got)
 	}
 }
+
+// An operator's own profile names (api.qos_profiles): the rule asks for
+// one, the daemon checks it with GET /qos-profiles/{name} and buys it.
+func TestE2EV1OperatorProfileNames(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{dialect: camaraV1, sim: qodsim.Options{Profiles: []qodsim.Profile{
+		{Name: "gold.low-latency", Status: qodsim.ProfileActive, PacketDelayBudget: 10 * time.Millisecond},
+	}}})
+	text := strings.Replace(e.spec.yaml(t), "  dialect: camara-v1\n", "  dialect: camara-v1\n  qos_profiles: [gold.low-latency]\n", 1)
+	text = strings.Replace(text, "qos: QOS_E", "qos: gold.low-latency", 1)
+	cfg, err := config.Parse(filepath.Join(e.spec.extraFiles, "qodwatch.yaml"), []byte(text))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	r := e.start(cfg, "")
+	e.ue(1).bad()
+	id := e.waitSession(r, "ue-1")
+	if live := e.live(); len(live) != 1 || live[0].ID != id || live[0].QoS != "gold.low-latency" {
+		t.Fatalf("live sessions %+v; want %s of gold.low-latency", live, id)
+	}
+	e.ue(1).good()
+	e.waitNoSession(r, "ue-1")
+}
