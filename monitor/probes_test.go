@@ -245,6 +245,27 @@ func TestThroughputStopsAtTheTimeCap(t *testing.T) {
 	}
 }
 
+// A run whose time cap passes before any body byte is no measurement, and
+// its error says how far it got (issue 10: a stuck link read as a slow answer).
+func TestThroughputTimeoutNamesItsPhase(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select { // headers held back until the client gives up
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	o := runOnce(t, realEnv(), Throughput{URL: srv.URL + "/", Interval: time.Minute, MaxTime: 200 * time.Millisecond}, UE{Name: "a", Addr: "127.0.0.1"})
+	if o.Err == nil || classify(o.Err) != reasonTimeout || o.BytesPerSecond != 0 {
+		t.Fatalf("silent server: %+v", o)
+	}
+	if !strings.Contains(o.Err.Error(), "no response headers within 200ms (connected after ") || !strings.Contains(o.Err.Error(), "request sent)") {
+		t.Errorf("error %q does not say the headers were missing after the request was sent", o.Err)
+	}
+}
+
 func TestThroughputUpload(t *testing.T) {
 	srv := newBulkServer(t)
 	e := realEnv()

@@ -6,8 +6,10 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptrace"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -109,8 +111,13 @@ func (b *throughputBound) runDownload(ctx context.Context, e *env) outcome {
 	req.Header.Set("User-Agent", userAgent)
 	req.Header.Set("Accept-Encoding", "identity")
 	req.Header.Set("Range", "bytes=0-"+strconv.FormatInt(b.maxBytes-1, 10))
+	var ph phases
+	req = req.WithContext(httptrace.WithClientTrace(ctx, ph.trace()))
 	resp, err := e.bulkClient.Do(req)
 	if err != nil {
+		if isTimeout(err) {
+			err = ph.timedOut(b.maxTime, err)
+		}
 		return fail(err)
 	}
 	defer resp.Body.Close()
@@ -139,6 +146,46 @@ func (b *throughputBound) runDownload(ctx context.Context, e *env) outcome {
 	o.bytes = m.total
 	n, from, to := m.span()
 	return b.rate(o, n, from, to)
+}
+
+// phases notes how far a download got, so a run that moved no body byte
+// within its time cap says where it stopped. Issue 10's closed loop lost
+// an afternoon to "context deadline exceeded" that was a stuck link (no
+// connection at all), not a slow answer.
+type phases struct {
+	start     time.Time
+	connected atomic.Int64 // ns after start; 0 until the connection is up
+	sent      atomic.Bool
+}
+
+func (p *phases) trace() *httptrace.ClientTrace {
+	p.start = time.Now()
+	return &httptrace.ClientTrace{
+		// Atomics: a dial abandoned at the deadline may finish after Do
+		// has returned.
+		ConnectDone: func(_, _ string, err error) {
+			if err == nil {
+				p.connected.Store(max(int64(time.Since(p.start)), 1))
+			}
+		},
+		WroteRequest: func(i httptrace.WroteRequestInfo) { p.sent.Store(i.Err == nil) },
+	}
+}
+
+// timedOut wraps err (a timeout: the reason stays "timeout") with the
+// phase the run was in when its time cap ran out. No body byte came, so
+// the run is no measurement: a probe that cannot reach its server says
+// nothing about the radio (on_missing_data decides what that means).
+func (p *phases) timedOut(limit time.Duration, err error) error {
+	ns := p.connected.Load()
+	conn := time.Duration(ns).Round(time.Millisecond)
+	switch {
+	case ns == 0:
+		return fmt.Errorf("no connection within %v: %w", limit, err)
+	case !p.sent.Load():
+		return fmt.Errorf("request not sent within %v (connected after %v): %w", limit, conn, err)
+	}
+	return fmt.Errorf("no response headers within %v (connected after %v, request sent): %w", limit, conn, err)
 }
 
 // warmupShare: the first 1/warmupShare of the byte cap or of the time cap

@@ -176,11 +176,16 @@ func run(bin, dir string, eps []episode) bool {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	terminated := map[string]time.Time{} // session id -> when the network ended it
+	var testbed []error
 	for i, ep := range eps {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			play(start, i, ep)
+			if err := play(start, i, ep); err != nil {
+				mu.Lock()
+				testbed = append(testbed, err)
+				mu.Unlock()
+			}
 		}()
 		if ep.terminate {
 			wg.Add(1)
@@ -202,26 +207,65 @@ func run(bin, dir string, eps []episode) bool {
 	_ = daemon.Wait()
 	stopped = true
 
-	return report(w.sessions(sim, end, terminated), start, eps)
+	ok := report(w.sessions(sim, end, terminated), start, eps)
+	for _, err := range testbed {
+		fmt.Println(err)
+		ok = false
+	}
+	return ok
 }
 
 // play applies the episode's degradations to UE i's link at their times.
-func play(start time.Time, i int, ep episode) {
+// A degraded link must still carry traffic (the bulk flow or the probe's):
+// a testbed fault, such as a tbf that can no longer send its queue, would
+// otherwise be blamed on the daemon.
+func play(start time.Time, i int, ep episode) error {
+	ns, dev := link(i, ep.kind)
 	for _, s := range ep.degraded {
 		time.Sleep(time.Until(start.Add(s.from)))
 		shape(i, ep.kind, true)
+		before := sentBytes(ns, dev)
 		time.Sleep(time.Until(start.Add(s.to)))
+		after := sentBytes(ns, dev)
 		shape(i, ep.kind, false)
+		if after <= before {
+			return fmt.Errorf("testbed: %s in %s sent nothing while degraded at %s..%s", dev, ns, s.from, s.to)
+		}
 	}
+	return nil
+}
+
+// link is the device shaped for an episode of kind and its namespace: for
+// latency, the server side (the bulk flow goes to the UE); for throughput,
+// the UE side (the probe downloads from the UE).
+func link(i int, kind string) (ns, dev string) {
+	if kind == "throughput" {
+		return fmt.Sprintf("q10-ue%d", i+1), fmt.Sprintf("q10u%d", i+1)
+	}
+	return "q10-srv", fmt.Sprintf("q10s%d", i+1)
+}
+
+// sentBytes is what the link's root qdisc has sent so far.
+func sentBytes(ns, dev string) int64 {
+	out, err := exec.Command("tc", "-s", "-n", ns, "qdisc", "show", "dev", dev, "root").Output()
+	if err != nil {
+		log.Fatalf("tc -s on %s: %v", dev, err)
+	}
+	var n int64
+	if i := strings.Index(string(out), "Sent "); i >= 0 {
+		fmt.Sscanf(string(out[i:]), "Sent %d bytes", &n)
+	}
+	return n
 }
 
 // shape degrades or restores UE i's link: for latency, the server side's
 // tbf to 2 Mbit/s under the bulk flow (a 200 ms queue); for throughput,
-// the UE side's (the probe downloads from the UE) to 4 Mbit/s.
+// the UE side's to 4 Mbit/s.
 func shape(i int, kind string, bad bool) {
-	ns, dev, rate, burst, latency := "q10-srv", fmt.Sprintf("q10s%d", i+1), "100mbit", "64kb", "200ms"
+	ns, dev := link(i, kind)
+	rate, burst, latency := "100mbit", "64kb", "200ms"
 	if kind == "throughput" {
-		ns, dev, latency = fmt.Sprintf("q10-ue%d", i+1), fmt.Sprintf("q10u%d", i+1), "300ms"
+		latency = "300ms"
 	}
 	if bad {
 		rate, burst = "2mbit", "8kb"
@@ -487,7 +531,7 @@ func report(all []session, start time.Time, eps []episode) bool {
 			falseN = len(ss)
 		}
 		switch {
-		case ep.name == "long degrade" && len(ss) != 1:
+		case (ep.name == "long degrade" || ep.kind == "throughput") && len(ss) != 1:
 			miss = append(miss, "want 1 session")
 		case strings.HasPrefix(ep.name, "flapping") && len(ss) > 1:
 			miss = append(miss, "want at most 1 session")

@@ -35,14 +35,26 @@ go build -o "$tmp/closedloop" ./bench/closedloop
 
 ip netns add "$SRV"
 ip -n "$SRV" link set lo up
+# Each connection starts from TCP's defaults, not from figures the kernel
+# kept from one before the rate changed: runs compare alike.
+ip netns exec "$SRV" sysctl -qw net.ipv4.tcp_no_metrics_save=1
 for i in $(seq 1 $K); do
   ns=q10-ue$i
   ip netns add "$ns"
   ip -n "$ns" link set lo up
+  ip netns exec "$ns" sysctl -qw net.ipv4.tcp_no_metrics_save=1
   ip link add "q10u$i" netns "$ns" type veth peer name "q10s$i" netns "$SRV"
   # 198.18.10.0/24 (benchmarking, routed nowhere): a /30 per UE.
   ip -n "$SRV" addr add "198.18.10.$((4*i+1))/30" dev "q10s$i"
   ip -n "$ns" addr add "198.18.10.$((4*i+2))/30" dev "q10u$i"
+  # MTU-sized packets only, as a radio link sends them. A veth hands TCP
+  # 64 KiB segmentation-offload packets to tbf; one queued at 100 Mbit/s
+  # (burst 64kb) is larger than the whole bucket once the episode changes
+  # the burst to 8kb, so tbf can never send it and the link carries
+  # nothing until the episode ends. That stuck link, not the probe, was
+  # why the rate-drop episode's throughput runs all timed out.
+  ip -n "$SRV" link set dev "q10s$i" gso_max_segs 1
+  ip -n "$ns" link set dev "q10u$i" gso_max_segs 1
   ip -n "$SRV" link set "q10s$i" up
   ip -n "$ns" link set "q10u$i" up
   # Both directions shaped; the driver lowers the rates for an episode.
