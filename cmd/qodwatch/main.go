@@ -14,10 +14,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"runtime"
+	"runtime/debug"
 
 	"github.com/qodwatch/qodwatch/config"
-	"github.com/qodwatch/qodwatch/daemon"
 )
 
 const usage = `usage: qodwatch COMMAND [flags]
@@ -29,7 +28,7 @@ commands:
   simulate --listen ADDR      serve a QoD API simulator (DevEdge v1.1.2 contract)
   sessions list|get|create|end --config.file FILE
                               operator tools sharing the daemon's state file
-  version                     print the version
+  version                     print the version and the commit it was built from
 
 Run 'qodwatch COMMAND -h' for a command's flags.
 `
@@ -56,7 +55,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "sessions":
 		return cmdSessions(rest, stdout, stderr)
 	case "version", "--version", "-version":
-		fmt.Fprintf(stdout, "qodwatch %s %s %s/%s\n", daemon.Version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		bi, ok := debug.ReadBuildInfo()
+		fmt.Fprint(stdout, versionText(bi, ok))
 		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
