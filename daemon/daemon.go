@@ -115,6 +115,7 @@ type Daemon struct {
 	confirming    map[string]bool // session ids with a notification's GET in flight
 	lastPoll      time.Time
 	syncing       bool                 // a state file sync is in flight
+	syncs         int                  // state file syncs done (for tests)
 	gone          map[string]time.Time // session ids seen ended (and when), never adopted again
 	heldTx        map[string]heldTx    // session id -> its UE and its create's transaction id
 	receiver      *NotificationReceiver

@@ -960,3 +960,68 @@ func TestE2EFailNextRetriedWithinCall(t *testing.T) {
 		}
 	})
 }
+
+// The daemon reads the state file for what `qodwatch sessions create`
+// recorded only at each poll. A CLI create recorded after that read, for a
+// UE the daemon then decides to buy for, is found in the same locked
+// update that would record the daemon's intent: no POST, the CLI's intent
+// holds the UE back, the CLI's session is adopted (issue 8).
+func TestE2ECreateYieldsToTheCLISinceTheLastSync(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []string{"intent", "session"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, envOptions{})
+			e.spec.pollInterval = "1h" // one sync, at the first tick
+			cfg := e.spec.parse(t)
+			store, err := daemon.OpenStateFile(e.spec.stateDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := e.start(cfg, "")
+			e.eventually("the first state file sync", func() bool { return daemon.StateSyncs(r.d) >= 1 })
+			now := time.Now()
+			var want string
+			if _, err := store.Update(func(s *daemon.State) error {
+				if kind == "intent" {
+					s.Intents = append(s.Intents, daemon.Intent{UE: "ue-1", QoS: "QOS_E", Duration: 60, TransactionID: "cli-1",
+						SentAt: now, Until: now.Add(2 * time.Minute), Origin: "cli"})
+					return nil
+				}
+				client, err := daemon.NewClient(cfg.API)
+				if err != nil {
+					return err
+				}
+				ue, _ := cfg.UE("ue-1")
+				info, err := client.Create(t.Context(), daemon.CreateRequest(ue, "QOS_E", 60))
+				if err != nil {
+					return err
+				}
+				want = info.ID
+				s.AddSession(daemon.Session{UE: "ue-1", ID: info.ID, QoS: "QOS_E", StartedAt: now, ExpiresAt: now.Add(time.Minute), Origin: "cli"})
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			e.ue(1).bad()
+			if kind == "intent" {
+				e.eventually("ue-1 held back by the CLI's intent", func() bool { return r.status("ue-1").State == policy.StateUncertain })
+				e.consistently(time.Second, "no create while the CLI's create is open", func() bool {
+					return e.tally().posts == 0 && r.status("ue-1").State == policy.StateUncertain
+				})
+				return
+			}
+			e.eventually("the CLI's session adopted", func() bool {
+				st := r.status("ue-1")
+				return st.HasSession && st.Session.ID == want
+			})
+			e.consistently(time.Second, "no second create", func() bool {
+				st := r.status("ue-1")
+				return e.tally().posts == 1 && st.HasSession && st.Session.ID == want
+			})
+			if got := e.tally(); got.conflicts != 0 {
+				t.Fatalf("simulator saw %s", got)
+			}
+		})
+	}
+}

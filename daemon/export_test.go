@@ -10,3 +10,11 @@ func SetStateWriteFault(d *Daemon, f func() error) {
 	}
 	d.store.fault.Store(&f)
 }
+
+// StateSyncs is how many times d has read the state file for what other
+// processes recorded (syncFromStateFile).
+func StateSyncs(d *Daemon) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.syncs
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -170,7 +172,16 @@ func (d *Daemon) open(op sessionOp) {
 		UE: op.dec.UE, QoS: op.dec.QoS, Duration: op.body.Duration, TransactionID: txid,
 		SentAt: sent, Until: sent.Add(op.dec.Duration + intentMargin), Origin: "daemon",
 	}
+	d.mu.Lock()
+	gone := maps.Clone(d.gone)
+	d.mu.Unlock()
 	if _, err := d.store.Update(func(s *State) error {
+		// The engine's view comes from the last read of the file (each
+		// poll): a `sessions create` since then is only seen here, under
+		// the same lock as the CLI's own check.
+		if c := claimedElsewhere(s, op.dec, gone, sent); c != nil {
+			return c
+		}
 		s.Intents = append(s.Intents, intent)
 		// Read when written, not before: an older figure must never
 		// overwrite a newer one. The engine charged the session when it
@@ -178,6 +189,11 @@ func (d *Daemon) open(op sessionOp) {
 		s.setBudget(d.Usage())
 		return nil
 	}); err != nil {
+		var c *claimedError
+		if errors.As(err, &c) {
+			d.yieldTo(c, op.dec.UE, log)
+			return
+		}
 		log.Error("not creating a session: its intent could not be recorded", "err", err)
 		d.mu.Lock()
 		_ = d.engine.Failed(d.now(), op.dec.UE, policy.Failure{Err: err, Retryable: true})
@@ -260,6 +276,67 @@ func (d *Daemon) open(op sessionOp) {
 		d.ended(now, op.dec.UE, s.ID, policy.EndTerminated)
 	}
 	d.mu.Unlock()
+}
+
+// claimedError is open's reason not to POST: another process (`qodwatch
+// sessions create`) recorded a create or a session for the UE since the
+// daemon last read the state file. One of intent and session is set.
+type claimedError struct {
+	intent  *Intent
+	session *Session
+}
+
+func (c *claimedError) Error() string {
+	if c.session != nil {
+		return fmt.Sprintf("session %s of %s is recorded for the UE", c.session.ID, c.session.Origin)
+	}
+	return fmt.Sprintf("a create by %s (transaction id %s) is recorded for the UE", c.intent.Origin, c.intent.TransactionID)
+}
+
+// claimedElsewhere finds what another process recorded in s for dec's UE
+// that the daemon has not adopted: an open intent, or a live session other
+// than the one dec replaces (and not one the daemon saw end, which the
+// file may still list).
+func claimedElsewhere(s *State, dec policy.Decision, gone map[string]time.Time, now time.Time) *claimedError {
+	for i, in := range s.Intents {
+		if in.UE == dec.UE && in.Origin != "daemon" && now.Before(in.Until) {
+			return &claimedError{intent: &s.Intents[i]}
+		}
+	}
+	for i, x := range s.Sessions {
+		if _, ended := gone[x.ID]; x.UE != dec.UE || x.ID == dec.SessionID || x.Origin == "daemon" || ended {
+			continue
+		}
+		if x.ExpiresAt.IsZero() || now.Before(x.ExpiresAt) {
+			return &claimedError{session: &s.Sessions[i]}
+		}
+	}
+	return nil
+}
+
+// yieldTo tells the engine what open found instead of buying: the other
+// process's session is adopted as syncFromStateFile would; its open create
+// holds the UE as possibly holding one until the create's deadline, or
+// until its intent goes without a session.
+func (d *Daemon) yieldTo(c *claimedError, ue string, log *slog.Logger) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.now()
+	if in := c.intent; in != nil {
+		log.Warn("not creating a session: another process is creating one for this UE; none is bought meanwhile",
+			"other_transaction_id", in.TransactionID, "origin", in.Origin, "until", in.Until)
+		_ = d.engine.Failed(now, ue, policy.Failure{Err: c, Uncertain: true, Until: in.Until})
+		d.suspects[ue] = in.TransactionID
+		return
+	}
+	x := c.session
+	log.Warn("not creating a session: another process recorded one for this UE; adopting it", "session_id", x.ID, "origin", x.Origin)
+	_ = d.engine.Failed(now, ue, policy.Failure{Err: c, Retryable: true})
+	if err := d.opened(now, ue, policy.Session{ID: x.ID, QoS: x.QoS, StartedAt: x.StartedAt, ExpiresAt: x.ExpiresAt}, x.TransactionID); err != nil {
+		log.Warn("state file lists a session the policy cannot adopt", "session_id", x.ID, "err", err)
+		return
+	}
+	delete(d.suspects, ue)
 }
 
 // SessionOf is the state file record of a session a create just made:
@@ -710,6 +787,7 @@ func (d *Daemon) syncFromStateFile() {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		d.syncing = false
+		d.syncs++
 		if err != nil {
 			d.log.Error("state file unreadable", "err", err)
 			return
