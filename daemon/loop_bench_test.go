@@ -97,7 +97,7 @@ func BenchmarkMarkDirty(b *testing.B) {
 
 // benchDaemon is a daemon with n UEs probed by ICMP every second, not
 // running: the benchmark feeds its monitor and drives its loop by hand.
-func benchDaemon(b *testing.B, n int, now func() time.Time) *Daemon {
+func benchDaemon(b testing.TB, n int, now func() time.Time) *Daemon {
 	b.Helper()
 	dir := b.TempDir()
 	var y strings.Builder

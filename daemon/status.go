@@ -135,13 +135,15 @@ func parseStatusQuery(r *http.Request) statusQuery {
 	return q
 }
 
-// statusOf builds the view of one page. The policy's statuses of every UE
-// are read (a copy under the lock, as /metrics does); the figures, history
-// and failures only for the UEs of the page.
+// statusOf builds the view of one page. Ordering the UEs needs only each
+// one's brief (name, state, session), read under the lock without
+// formatting anything; the full status, figures, history and failures are
+// read for the page's UEs only, so a refresh costs one page's worth
+// whatever the fleet's size and holds the control loop's lock briefly.
 func (d *Daemon) statusOf(q statusQuery) statusView {
 	d.mu.Lock()
 	now := d.now()
-	statuses := d.engine.Statuses(nil)
+	briefs := d.engine.Briefs(make([]policy.Brief, 0, len(d.cfg.UEs)))
 	usage := d.engine.Usage(now)
 	v := statusView{Now: now, Version: Version(), DryRun: d.cfg.DryRun, NotReady: d.health.problem(), StateFileError: d.health.stateFileError(), Sessions: usage.Sessions,
 		MaxSessions: d.cfg.Guards.MaxSessions, BudgetUsed: usage.BudgetUsed.Round(time.Second).String(), Budget: "unlimited",
@@ -152,20 +154,20 @@ func (d *Daemon) statusOf(q statusQuery) statusView {
 	}
 
 	type entry struct {
-		st        *policy.Status
+		b         *policy.Brief
 		attention bool
 	}
-	list := make([]entry, 0, len(statuses))
-	for i := range statuses {
-		st := &statuses[i]
-		if q.filter != "" && !strings.Contains(st.UE, q.filter) {
+	list := make([]entry, 0, len(briefs))
+	for i := range briefs {
+		b := &briefs[i]
+		if q.filter != "" && !strings.Contains(b.UE, q.filter) {
 			continue
 		}
-		att := st.State != policy.StateIdle || st.HasSession || d.mon.Failing(st.UE)
+		att := b.State != policy.StateIdle || b.HasSession || d.mon.Failing(b.UE)
 		if att {
 			v.Attention++
 		}
-		list = append(list, entry{st, att})
+		list = append(list, entry{b, att})
 	}
 	slices.SortFunc(list, func(a, b entry) int {
 		if a.attention != b.attention {
@@ -174,28 +176,35 @@ func (d *Daemon) statusOf(q statusQuery) statusView {
 			}
 			return 1
 		}
-		return cmp.Compare(a.st.UE, b.st.UE)
+		return cmp.Compare(a.b.UE, b.b.UE)
 	})
 	v.TotalUEs = len(list)
 	v.Pages = max(1, (len(list)+q.perPage-1)/q.perPage)
 	from := min((q.page-1)*q.perPage, len(list))
 	list = list[from:min(from+q.perPage, len(list))]
 
-	// The rules of the page's UEs, in one pass over the config.
+	// The statuses and rules of the page's UEs, the rules in one pass over
+	// the config. A UE gone since the briefs were read is left out.
 	rules := make(map[string]*policy.Rule, len(list))
 	for _, e := range list {
-		rules[e.st.UE] = nil
+		rules[e.b.UE] = nil
 	}
+	statuses := make([]policy.Status, 0, len(list))
 	d.mu.Lock()
+	for _, e := range list {
+		if st, ok := d.engine.Status(e.b.UE); ok {
+			statuses = append(statuses, st)
+		}
+	}
 	for i := range d.cfg.UEs {
 		if _, ok := rules[d.cfg.UEs[i].Name]; ok {
 			rules[d.cfg.UEs[i].Name] = d.cfg.UEs[i].Rule
 		}
 	}
 	d.mu.Unlock()
-	v.UEs = make([]ueView, 0, len(list))
-	for _, e := range list {
-		v.UEs = append(v.UEs, d.ueViewOf(now, e.st, rules[e.st.UE]))
+	v.UEs = make([]ueView, 0, len(statuses))
+	for i := range statuses {
+		v.UEs = append(v.UEs, d.ueViewOf(now, &statuses[i], rules[statuses[i].UE]))
 	}
 	return v
 }

@@ -844,3 +844,33 @@ func TestStatusWaiting(t *testing.T) {
 		t.Errorf("state names %v", names)
 	}
 }
+
+// TestBriefsAreStatusesInBrief: Briefs lists the UEs Statuses lists, in
+// its order, with the same state, session and removal.
+func TestBriefsAreStatusesInBrief(t *testing.T) {
+	h := newHarness(t, defaultGuards())
+	for _, name := range []string{"c", "a", "b", "d"} {
+		h.ue(name, lowLatency())
+	}
+	h.run(time.Minute, func(ue string, _ time.Duration) Observation {
+		if ue == "a" || ue == "d" {
+			return obsBad
+		}
+		return obsGood
+	})
+	if dec := h.e.RemoveUE(h.now, "d"); dec.Kind != Release {
+		t.Fatalf("removing d, which holds a session: %+v", dec)
+	}
+	h.e.RemoveUE(h.now, "b")
+	var want []Brief
+	for _, s := range h.e.Statuses(nil) {
+		want = append(want, Brief{UE: s.UE, State: s.State, HasSession: s.HasSession, Removed: s.Removed})
+	}
+	got := h.e.Briefs(nil)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Briefs = %+v\nwant (from Statuses) %+v", got, want)
+	}
+	if len(got) != 3 || !got[1].HasSession || got[1].UE != "a" || !got[2].Removed {
+		t.Errorf("Briefs = %+v: want c, a (holding a session) and d (removed, still holding one)", got)
+	}
+}
