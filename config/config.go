@@ -41,6 +41,9 @@ type Config struct {
 	// UEs in file order, each fully resolved; with ue_sd, the daemon's
 	// running config also holds the discovered ones (WithDiscovered).
 	UEs []UE
+	// Shard is the part of the fleet this config was cut down to
+	// (ForShard); the zero value is the whole of it.
+	Shard Shard
 	// Discovery lists the ue_sd sources.
 	Discovery []Discovery
 	sd        *discoveryContext

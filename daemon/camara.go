@@ -445,7 +445,7 @@ func (d *Daemon) reconcile(api camaraAPI, ueName, trigger, txid string) {
 		_ = d.engine.PossiblyHolds(now, ueName, time.Time{})
 		d.persistAsync(func(x *State) {
 			for _, in := range slices.Clone(x.Intents) {
-				if in.UE == ueName && in.Origin == "daemon" {
+				if in.UE == ueName && (in.Origin == "daemon" || in.Origin == originReshard) {
 					x.DropIntent(in.TransactionID)
 				}
 			}
@@ -489,7 +489,7 @@ func (d *Daemon) reconcileAtStart(ctx context.Context) {
 	now := d.now()
 	seen := map[string]bool{}
 	for _, in := range st.Intents {
-		if in.Origin != "daemon" || !now.Before(in.Until) || seen[in.UE] || ctx.Err() != nil {
+		if in.Origin != "daemon" && in.Origin != originReshard || !now.Before(in.Until) || seen[in.UE] || ctx.Err() != nil {
 			continue
 		}
 		seen[in.UE] = true

@@ -78,6 +78,12 @@ type Options struct {
 	// Prometheus): without it anyone who reaches the web server could make
 	// the daemon reread its config, so only SIGHUP reloads.
 	EnableLifecycle bool
+	// Shard is the part of the fleet this daemon watches (--shard.count,
+	// --shard.index); the zero value is all of it.
+	Shard config.Shard
+	// Handover is how long a UE gained in a reshard counts as possibly
+	// holding its previous owner's session (0: not at all).
+	Handover time.Duration
 }
 
 // Daemon is one running qodwatch.
@@ -160,7 +166,13 @@ func New(opts Options) (*Daemon, error) {
 	if opts.ShutdownGrace <= 0 {
 		opts.ShutdownGrace = 30 * time.Second
 	}
-	cfg := opts.Config
+	if err := opts.Shard.Validate(); err != nil && !opts.Shard.Whole() {
+		return nil, err
+	}
+	cfg, err := opts.Config.ForShard(opts.Shard)
+	if err != nil {
+		return nil, err
+	}
 	d := &Daemon{
 		opts:       opts,
 		log:        opts.Logger,
@@ -693,6 +705,10 @@ func (d *Daemon) restartOnly(old, cfg *config.Config) []string {
 }
 
 func (d *Daemon) apply(cfg *config.Config) (ReloadReport, error) {
+	cfg, err := cfg.ForShard(d.opts.Shard)
+	if err != nil {
+		return ReloadReport{}, err
+	}
 	d.mu.Lock()
 	old := d.cfg
 	d.mu.Unlock()

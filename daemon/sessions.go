@@ -613,11 +613,22 @@ func (d *Daemon) restore(ctx context.Context) error {
 	if d.store == nil || d.cfg.DryRun {
 		return nil
 	}
-	st, err := d.store.Load()
+	now := d.now()
+	d.mu.Lock()
+	cfg := d.cfg
+	d.mu.Unlock()
+	held := 0
+	st, err := d.store.Update(func(s *State) error {
+		held = handover(s, d.opts.Shard, cfg, d.opts.Handover, now)
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	now := d.now()
+	if held > 0 {
+		d.log.Warn("reshard: UEs gained from another shard count as possibly holding its session until the handover is over or a look-up clears them",
+			"shard", d.opts.Shard.String(), "ues", held, "until", now.Add(d.opts.Handover))
+	}
 	d.mu.Lock()
 	if st.Budget != nil {
 		d.engine.RestoreBudget(st.Budget.Day, time.Duration(st.Budget.UsedSeconds*float64(time.Second)))
@@ -699,7 +710,7 @@ func (d *Daemon) restore(ctx context.Context) error {
 			"ue", in.UE, "transaction_id", in.TransactionID, "until", in.Until)
 		if err := d.engine.PossiblyHolds(now, in.UE, in.Until); err != nil {
 			d.log.Error("policy refused a possible session", "ue", in.UE, "err", err)
-		} else if in.Origin != "daemon" {
+		} else if in.Origin != "daemon" && in.Origin != originReshard {
 			// Another process's create may still be going on; when its
 			// intent goes without a session, the suspicion is lifted.
 			d.suspects[in.UE] = in.TransactionID
@@ -826,7 +837,7 @@ func (d *Daemon) syncFromStateFile() {
 			if !ok || d.isBusy(in.UE) || cur.HasSession || cur.State == policy.StateUncertain {
 				continue
 			}
-			if in.Origin == "daemon" {
+			if in.Origin == "daemon" || in.Origin == originReshard {
 				continue // ours: the engine learnt of it when it was made
 			}
 			if err := d.engine.PossiblyHolds(now, in.UE, in.Until); err == nil {

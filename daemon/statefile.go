@@ -66,6 +66,9 @@ type State struct {
 	// Cooldowns is when the cooldown after each UE's last session ends,
 	// so that a restart does not buy again inside it.
 	Cooldowns map[string]time.Time `json:"cooldowns,omitempty"`
+	// Shard is the shard the daemon last ran as; a change means a reshard
+	// (see handover). Absent: never sharded, or written before sharding.
+	Shard *ShardRecord `json:"shard,omitempty"`
 }
 
 // SetCooldown records ue's cooldown end, and forgets those that are over.

@@ -28,7 +28,15 @@ func cmdRun(args []string, stderr io.Writer) int {
 	webMaxConns := fs.Int("web.max-connections", daemon.DefaultWebLimits().MaxConnections, "connections the web server serves at once; more wait")
 	lifecycle := fs.Bool("web.enable-lifecycle", false, "serve POST /-/reload (SIGHUP reloads in any case)")
 	notifyMaxConns := fs.Int("notifications.max-connections", daemon.DefaultNotifyLimits().MaxConnections, "connections the notification receiver serves at once; more wait")
+	shardCount := fs.Int("shard.count", 1, "processes the fleet is split across (hashmod of the UE name, as Prometheus shards scrapes)")
+	shardIndex := fs.Int("shard.index", -1, "this process's shard, 0..count-1 (default: the StatefulSet ordinal at the end of the hostname)")
+	handoverFor := fs.Duration("shard.handover", daemon.DefaultHandover, "after a reshard, how long a gained UE counts as possibly holding its previous shard's session")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	shard, err := shardOf(*shardCount, *shardIndex)
+	if err != nil {
+		fmt.Fprintf(stderr, "qodwatch: %v\n", err)
 		return 2
 	}
 	cfg, err := config.Load(*file)
@@ -59,7 +67,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 	// stops here, naming the holder, before it touches any session.
 	d, err := daemon.New(daemon.Options{Config: cfg, ConfigFile: *file, Logger: log, Adjust: adjust,
 		WebLimits:    daemon.ServerLimits{MaxConnections: *webMaxConns},
-		NotifyLimits: daemon.ServerLimits{MaxConnections: *notifyMaxConns}, EnableLifecycle: *lifecycle})
+		NotifyLimits: daemon.ServerLimits{MaxConnections: *notifyMaxConns}, EnableLifecycle: *lifecycle,
+		Shard: shard, Handover: *handoverFor})
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
@@ -162,4 +171,24 @@ func printConfigError(w io.Writer, file string, err error) {
 		return
 	}
 	fmt.Fprintf(w, "%s: %v\n", file, err)
+}
+
+// shardOf is the shard the flags name; an index of -1 is taken from the
+// hostname, as a StatefulSet's pod has it.
+func shardOf(count, index int) (config.Shard, error) {
+	if count == 1 && index <= 0 {
+		return config.Shard{}, nil
+	}
+	if index == -1 && count > 1 {
+		n, err := config.OrdinalFromHostname()
+		if err != nil {
+			return config.Shard{}, fmt.Errorf("--shard.index: %w", err)
+		}
+		index = n
+	}
+	s := config.Shard{Count: count, Index: index}
+	if err := s.Validate(); err != nil {
+		return config.Shard{}, fmt.Errorf("--shard.count/--shard.index: %w", err)
+	}
+	return s, nil
 }
