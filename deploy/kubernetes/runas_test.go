@@ -36,6 +36,7 @@ const (
 type podOptions struct {
 	noPingGroupRange bool // the sysctl left at the kernel's "1 0"
 	secretMode       int  // the Secret's file mode, -1 for its defaultMode
+	stateRootOnly    bool // the state volume root:root 0755, as without fsGroup
 }
 
 // runningPod is the sidecar's binary started as the kubelet would start it.
@@ -60,7 +61,7 @@ type runningPod struct {
 // answer 200 on /-/ready, measure a round trip to the UE, write its state
 // as the pod's user and group, and stop cleanly on SIGTERM. Then the same
 // pod without the sysctl, and with the old Secret mode 0400, must not come
-// up: the test can fail.
+// up, nor without the state volume's fsGroup ownership: the test can fail.
 func TestSidecarRunsAsThePodWould(t *testing.T) {
 	deploytest.RequireRoot(t)
 	deploytest.RequireTool(t, "setpriv")
@@ -74,8 +75,9 @@ func TestSidecarRunsAsThePodWould(t *testing.T) {
 		p.awaitReady(t)
 		rtt := p.awaitRTT(t)
 		t.Logf("ready; latency p95 to the UE %v", rtt)
+		uid, gid, fsGroup := podIDs(t, m)
+		p.checkCredentials(t, uid, gid, fsGroup)
 		p.stop(t)
-		uid, _, fsGroup := podIDs(t, m)
 		entries, err := os.ReadDir(p.state)
 		if err != nil {
 			t.Fatal(err)
@@ -103,8 +105,9 @@ func TestSidecarRunsAsThePodWould(t *testing.T) {
 		opts podOptions
 		why  string // what the daemon's error must name
 	}{
-		"without ping_group_range": {podOptions{noPingGroupRange: true, secretMode: -1}, "ping_group_range"},
-		"secret mode 0400":         {podOptions{secretMode: 0o400}, "permission denied"},
+		"without ping_group_range":     {podOptions{noPingGroupRange: true, secretMode: -1}, "ping_group_range"},
+		"secret mode 0400":             {podOptions{secretMode: 0o400}, "permission denied"},
+		"state volume without fsGroup": {podOptions{secretMode: -1, stateRootOnly: true}, "permission denied"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			p := startPod(t, m, bin, tc.opts)
@@ -112,7 +115,11 @@ func TestSidecarRunsAsThePodWould(t *testing.T) {
 			if p.err == nil || !strings.Contains(p.out.String(), tc.why) {
 				t.Fatalf("exit %v, want an error naming %q:\n%s", p.err, tc.why, p.out.String())
 			}
-			t.Logf("exit %v as it should", p.err)
+			for _, line := range strings.Split(p.out.String(), "\n") {
+				if strings.Contains(line, tc.why) {
+					t.Logf("%v as it should: %s", p.err, line)
+				}
+			}
 		})
 	}
 }
@@ -149,6 +156,9 @@ func startPod(t *testing.T, m manifests, bin string, o podOptions) *runningPod {
 		if vm.Name == "state" {
 			state = pod.mounts.Replace(vm.MountPath)
 		}
+	}
+	if o.stateRootOnly {
+		deploytest.Own(t, state, 0o755, 0, 0)
 	}
 	// ip netns exec gives the command its own mount namespace: the state
 	// volume becomes a mount of its own, then / is made read-only
@@ -213,6 +223,36 @@ func dialInNetns(ns string) func(context.Context, string, string) (net.Conn, err
 		}()
 		r := <-ch
 		return r.c, r.err
+	}
+}
+
+// checkCredentials reads what the kernel says of the running daemon: the
+// pod's ids, no capability in any set, no new privileges.
+func (p *runningPod) checkCredentials(t *testing.T, uid, gid, fsGroup int) {
+	t.Helper()
+	// ip netns exec, sh and setpriv each exec the next: the pid is the daemon's.
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, g := strconv.Itoa(uid), strconv.Itoa(gid)
+	want := map[string]string{
+		"Uid": u + "\t" + u + "\t" + u + "\t" + u, "Gid": g + "\t" + g + "\t" + g + "\t" + g,
+		"Groups": strconv.Itoa(fsGroup), "NoNewPrivs": "1",
+		"CapInh": "0000000000000000", "CapPrm": "0000000000000000", "CapEff": "0000000000000000",
+		"CapBnd": "0000000000000000", "CapAmb": "0000000000000000",
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		if w, ok := want[k]; ok {
+			if strings.TrimSpace(v) != w {
+				t.Errorf("/proc/PID/status %s: %q, want %q", k, strings.TrimSpace(v), w)
+			}
+			delete(want, k)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("/proc/PID/status lacks %v", want)
 	}
 }
 
@@ -286,8 +326,6 @@ func (p *runningPod) awaitRTT(t *testing.T) time.Duration {
 // stop sends SIGTERM, as the kubelet does, and wants exit 0.
 func (p *runningPod) stop(t *testing.T) {
 	t.Helper()
-	// ip netns exec execs the shell, which execs setpriv, which execs the
-	// daemon: the pid is the daemon's.
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
