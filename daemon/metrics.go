@@ -195,7 +195,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	d := m.d
 	d.mu.Lock()
-	statuses := d.engine.Statuses(nil)
+	// Briefs, not Statuses: a scrape must not format every UE's status
+	// under the loop's lock.
+	briefs := d.engine.Briefs(make([]policy.Brief, 0, len(d.cfg.UEs)))
 	usage := d.engine.Usage(d.now())
 	ruleOf, rules := ruleKeys(d.cfg)
 	d.mu.Unlock()
@@ -210,7 +212,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	count := map[policy.State]int{}
-	for _, st := range statuses {
+	for _, st := range briefs {
 		count[st.State]++
 		rule := ruleOf[st.UE]
 		if rule == "" {

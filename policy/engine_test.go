@@ -846,7 +846,7 @@ func TestStatusWaiting(t *testing.T) {
 }
 
 // TestBriefsAreStatusesInBrief: Briefs lists the UEs Statuses lists, in
-// its order, with the same state, session and removal.
+// its order, with the same rule, state, session and removal.
 func TestBriefsAreStatusesInBrief(t *testing.T) {
 	h := newHarness(t, defaultGuards())
 	for _, name := range []string{"c", "a", "b", "d"} {
@@ -864,7 +864,7 @@ func TestBriefsAreStatusesInBrief(t *testing.T) {
 	h.e.RemoveUE(h.now, "b")
 	var want []Brief
 	for _, s := range h.e.Statuses(nil) {
-		want = append(want, Brief{UE: s.UE, State: s.State, HasSession: s.HasSession, Removed: s.Removed})
+		want = append(want, Brief{UE: s.UE, Rule: s.Rule, State: s.State, HasSession: s.HasSession, Removed: s.Removed})
 	}
 	got := h.e.Briefs(nil)
 	if !reflect.DeepEqual(got, want) {
