@@ -154,20 +154,22 @@ func serve(ctx context.Context, ln net.Listener, webConfigFile string, h http.Ha
 		WriteTimeout:      lim.WriteTimeout,
 		IdleTimeout:       lim.IdleTimeout,
 		MaxHeaderBytes:    lim.MaxHeaderBytes,
-		// The limits' own refusals (a slow client cut off, 431) are the
-		// stranger's problem, not the operator's: keep them out of the log.
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	ln = netutil.LimitListener(ln, lim.MaxConnections)
-	errc := make(chan error, 1)
-	go func() {
-		if webConfigFile == "" {
-			errc <- srv.Serve(ln)
-			return
+	run := func() error { return srv.Serve(ln) }
+	if webConfigFile != "" {
+		guarded, err := guard(srv, webConfigFile, h, ln.Addr(), log)
+		if err != nil {
+			ln.Close()
+			return err
 		}
-		systemd := false
-		errc <- web.Serve(ln, srv, &web.FlagConfig{WebSystemdSocket: &systemd, WebConfigFile: &webConfigFile}, log)
-	}()
+		srv.Handler = exemptProbes(h, guarded)
+		if srv.TLSConfig != nil {
+			run = func() error { return srv.ServeTLS(ln, "", "") }
+		}
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- run() }()
 	select {
 	case err := <-errc:
 		return err
@@ -180,4 +182,62 @@ func serve(ctx context.Context, ln net.Listener, webConfigFile string, h http.Ha
 		}
 		return nil
 	}
+}
+
+// probePaths are served without web.config_file's basic auth, so that
+// Kubernetes' and systemd's probes, which carry no credentials, work when
+// it is set. They say only whether the daemon is up and ready.
+var probePaths = map[string]bool{"/-/healthy": true, "/-/ready": true}
+
+// exemptProbes sends the probe paths to open and everything else to
+// guarded. The paths are compared as sent: an unclean one ("//-/ready",
+// "/-/ready/../metrics") is guarded.
+func exemptProbes(open, guarded http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if probePaths[r.URL.Path] {
+			open.ServeHTTP(w, r)
+			return
+		}
+		guarded.ServeHTTP(w, r)
+	})
+}
+
+// errNoAccept is what guard's listener answers to web.Serve.
+var errNoAccept = errors.New("qodwatch: configuration only, no connections")
+
+// noAccept is a listener that refuses at once, with the address of the
+// real one for exporter-toolkit's log.
+type noAccept struct{ addr net.Addr }
+
+func (l noAccept) Accept() (net.Conn, error) { return nil, errNoAccept }
+func (l noAccept) Close() error              { return nil }
+func (l noAccept) Addr() net.Addr            { return l.addr }
+
+// guard has exporter-toolkit set up web.config_file's basic auth, headers,
+// rate limit and TLS (certificates reread at each connection, users at each
+// request), exactly as its web.Serve does, and returns h behind them; srv
+// takes over the TLS setup. web.Serve wraps the whole handler of the
+// server it serves, so it is run here on a listener that refuses at once
+// and the server it configured is read afterwards: the probe paths can
+// then be served beside the guarded handler, on the same TLS listener.
+// TestWebConfigLeavesProbesOpen checks this against the pinned version.
+func guard(srv *http.Server, file string, h http.Handler, addr net.Addr, log *slog.Logger) (http.Handler, error) {
+	setup := &http.Server{Handler: h}
+	systemd := false
+	err := web.Serve(noAccept{addr}, setup, &web.FlagConfig{WebSystemdSocket: &systemd, WebConfigFile: &file}, log)
+	if !errors.Is(err, errNoAccept) {
+		if err == nil {
+			err = errors.New("exporter-toolkit served nothing")
+		}
+		return nil, fmt.Errorf("web.config_file %s: %w", file, err)
+	}
+	// Without tls_server_config it served plain HTTP; net/http may still
+	// have given the server an empty TLS config of its own.
+	if setup.TLSConfig != nil && setup.TLSConfig.GetConfigForClient != nil {
+		srv.TLSConfig = setup.TLSConfig
+		if setup.TLSNextProto != nil && len(setup.TLSNextProto) == 0 {
+			srv.TLSNextProto = setup.TLSNextProto // http2: false
+		}
+	}
+	return setup.Handler, nil
 }
