@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/sys/unix"
 
 	"github.com/qodwatch/qodwatch/deploy/deploytest"
@@ -37,6 +39,9 @@ type podOptions struct {
 	noPingGroupRange bool // the sysctl left at the kernel's "1 0"
 	secretMode       int  // the Secret's file mode, -1 for its defaultMode
 	stateRootOnly    bool // the state volume root:root 0755, as without fsGroup
+	// webAuth, when set, is an exporter-toolkit web config put in the
+	// Secret as web-config.yml and named by web.config_file.
+	webAuth string
 }
 
 // runningPod is the sidecar's binary started as the kubelet would start it.
@@ -101,6 +106,32 @@ func TestSidecarRunsAsThePodWould(t *testing.T) {
 			}
 		}
 	})
+	// The probes carry no credentials: with basic auth on (exporter-
+	// toolkit's web config, from the Secret), /-/ready and /-/healthy must
+	// still answer them, and /metrics must not.
+	t.Run("basic auth on, probes without credentials", func(t *testing.T) {
+		hash, err := bcrypt.GenerateFromPassword([]byte("scrape-password-of-the-pod-test"), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := startPod(t, m, bin, podOptions{secretMode: -1, webAuth: "basic_auth_users:\n  prometheus: " + string(hash) + "\n"})
+		p.awaitReady(t)
+		for path, want := range map[string]int{"/-/healthy": 200, "/-/ready": 200, "/metrics": 401} {
+			if code, _, err := p.get(path); err != nil || code != want {
+				t.Errorf("GET %s without credentials: %d %v, want %d", path, code, err, want)
+			}
+		}
+		req, _ := http.NewRequest("GET", "http://127.0.0.1:"+webPort+"/metrics", nil)
+		req.SetBasicAuth("prometheus", "scrape-password-of-the-pod-test")
+		resp, err := p.client.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Errorf("GET /metrics with credentials: %v %v", resp, err)
+		}
+		if resp != nil {
+			resp.Body.Close()
+		}
+		p.stop(t)
+	})
 	for name, tc := range map[string]struct {
 		opts podOptions
 		why  string // what the daemon's error must name
@@ -136,7 +167,22 @@ func startPod(t *testing.T, m manifests, bin string, o podOptions) *runningPod {
 	spec := &m.deployment(t).Spec.Template.Spec
 	qw := sidecar(t, spec)
 	uid, gid, fsGroup := podIDs(t, m)
-	pod := layOutPod(t, m, deploytest.OpenDir(t), fsGroup, o.secretMode)
+	var edits []func(string) string
+	secretMount := volume(t, spec, qw, "secrets").mount.MountPath
+	if o.webAuth != "" {
+		edits = append(edits, func(cfg string) string {
+			const listen = "\n  listen: :" + webPort + "\n"
+			if !strings.Contains(cfg, listen) {
+				t.Fatalf("the config has no web listen line %q", listen)
+			}
+			return strings.Replace(cfg, listen, listen+"  config_file: "+secretMount+"/web-config.yml\n", 1)
+		})
+	}
+	pod := layOutPod(t, m, deploytest.OpenDir(t), fsGroup, o.secretMode, edits...)
+	if o.webAuth != "" {
+		mode := fs.FileMode(*volume(t, spec, qw, "secrets").vol.Secret.DefaultMode)
+		deploytest.WriteFile(t, filepath.Join(pod.mounts.Replace(secretMount), "web-config.yml"), []byte(o.webAuth), mode, 0, fsGroup)
+	}
 
 	ns := deploytest.Netns(t, "q9-pod")
 	peer := deploytest.Netns(t, "q9-ue")
