@@ -351,6 +351,8 @@ type DiscoveredUE struct {
 // ResolveTargets turns the target groups one origin (a file, a URL) of the
 // source named source delivered into UEs, each checked as a static UE is.
 // Entries that fail are left out and returned as errors, one per entry.
+//
+// A sharded config (ForShard) resolves only the targets its shard owns.
 func (c *Config) ResolveTargets(source, origin string, groups []TargetGroup) ([]DiscoveredUE, []EntryError) {
 	i := slices.IndexFunc(c.Discovery, func(d Discovery) bool { return d.Name == source })
 	if i < 0 || c.sd == nil {
@@ -369,6 +371,9 @@ func (c *Config) ResolveTargets(source, origin string, groups []TargetGroup) ([]
 			r.d = newEntryDecoder(origin)
 			p := "[" + strconv.Itoa(gi) + "].targets[" + strconv.Itoa(ti) + "]"
 			raw := src.instantiate(target, g.Labels, r.d, p)
+			if !c.Shard.Owns(raw.Name) {
+				continue // another shard's: it checks and keeps it
+			}
 			ue, ok := r.ue(p, &raw, c.sd.defs, c.sd.rules, c.sd.specs)
 			if !ok || len(r.d.errs) > 0 {
 				bad = append(bad, EntryError{Source: source, Origin: origin, Group: gi, Target: ti, Err: entryErr(p, r.d.errs)})

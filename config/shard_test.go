@@ -89,3 +89,35 @@ func TestOrdinalOf(t *testing.T) {
 		}
 	}
 }
+
+// A sharded config resolves only its own discovered UEs: with 100,000 UEs
+// in the inventory, a shard of four keeps (and checks) about a quarter.
+func TestShardResolvesOnlyItsTargets(t *testing.T) {
+	var g TargetGroup
+	for i := range 400 {
+		g.Targets = append(g.Targets, fmt.Sprintf("10.2.%d.%d", i/250, i%250+1))
+	}
+	g.Labels = map[string]string{"rule": "low"}
+	all := loadSD(t, strings.Replace(sdConfig, `name: "cam-{{labels.id}}"`, "", 1)) // names from the targets
+	total := 0
+	for i := range 4 {
+		s := Shard{Count: 4, Index: i}
+		c, err := all.ForShard(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ues, bad := c.ResolveTargets("cams", "u", []TargetGroup{g})
+		if len(bad) != 0 {
+			t.Fatalf("%s: %v", s, bad)
+		}
+		for _, u := range ues {
+			if !s.Owns(u.Name) {
+				t.Errorf("%s resolved %s, another shard's", s, u.Name)
+			}
+		}
+		total += len(ues)
+	}
+	if total != 400 {
+		t.Errorf("the shards resolved %d of 400 targets together", total)
+	}
+}

@@ -82,7 +82,7 @@ func newCamaraMetrics(d *Daemon) *camaraMetrics {
 		}),
 		reconciled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "qodwatch_reconciliations_total",
-			Help: "retrieve-sessions look-ups (CAMARA v1), by trigger (unknown_outcome, conflict, start) and result (adopted, none, error).",
+			Help: "retrieve-sessions look-ups (CAMARA v1), by trigger (unknown_outcome, conflict, start, reshard) and result (adopted, none, error).",
 		}, []string{"trigger", "result"}),
 		available: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "qodwatch_sessions_available",
@@ -445,7 +445,7 @@ func (d *Daemon) reconcile(api camaraAPI, ueName, trigger, txid string) {
 		_ = d.engine.PossiblyHolds(now, ueName, time.Time{})
 		d.persistAsync(func(x *State) {
 			for _, in := range slices.Clone(x.Intents) {
-				if in.UE == ueName && (in.Origin == "daemon" || in.Origin == originReshard) {
+				if in.UE == ueName && in.Origin == "daemon" {
 					x.DropIntent(in.TransactionID)
 				}
 			}
@@ -489,7 +489,7 @@ func (d *Daemon) reconcileAtStart(ctx context.Context) {
 	now := d.now()
 	seen := map[string]bool{}
 	for _, in := range st.Intents {
-		if in.Origin != "daemon" && in.Origin != originReshard || !now.Before(in.Until) || seen[in.UE] || ctx.Err() != nil {
+		if in.Origin != "daemon" || !now.Before(in.Until) || seen[in.UE] || ctx.Err() != nil {
 			continue
 		}
 		seen[in.UE] = true

@@ -127,19 +127,21 @@ type Daemon struct {
 	receiver      *NotificationReceiver
 	strays        map[string]string // session id -> UE: sessions to end that a DELETE failed for
 	suspects      map[string]string // UE -> transaction id of another process's create it is suspected for
-	lastPrune     time.Time
-	pollSlots     chan struct{} // bounds the GETs of one poll round in flight at once
-	nextExpiry    time.Time     // when expireHeld next has work; zero: no session held
-	notifyToken   string
-	decisions     []policy.Decision
-	dueNames      []string
-	obsProm       map[string]map[string]policy.PromSample
-	obsSpans      map[string]spans // UE -> how far back its rule's loss conditions read (see observe.go)
-	dryRunSeq     int
-	abortErr      error          // why the daemon is stopping on a failure; sessions are then kept
-	v1            camaraState    // qosStatus of held sessions (CAMARA v1)
-	v1metrics     *camaraMetrics // what only CAMARA v1 has
-	profileCaps   profileCaps    // the QoS profiles' maxDuration (CAMARA v1)
+	// gained are the UEs a reshard in progress holds (restore sets it).
+	gained      []string
+	lastPrune   time.Time
+	pollSlots   chan struct{} // bounds the GETs of one poll round in flight at once
+	nextExpiry  time.Time     // when expireHeld next has work; zero: no session held
+	notifyToken string
+	decisions   []policy.Decision
+	dueNames    []string
+	obsProm     map[string]map[string]policy.PromSample
+	obsSpans    map[string]spans // UE -> how far back its rule's loss conditions read (see observe.go)
+	dryRunSeq   int
+	abortErr    error          // why the daemon is stopping on a failure; sessions are then kept
+	v1          camaraState    // qosStatus of held sessions (CAMARA v1)
+	v1metrics   *camaraMetrics // what only CAMARA v1 has
+	profileCaps profileCaps    // the QoS profiles' maxDuration (CAMARA v1)
 
 	history decisionLog // the last decisions per UE, for the status page
 
@@ -394,6 +396,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	d.reconcileAtStart(ctx)
+	d.reconcileGained(ctx, d.gained)
 	firstCycle := d.startFirstCycle()
 	// Ready only once what is held is known: restored and reconciled.
 	d.health.restoreDone()

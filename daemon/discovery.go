@@ -595,6 +595,12 @@ func (m *sdMetrics) register(reg prometheus.Registerer) error {
 // applyFile applies a reloaded config file together with the UEs the
 // sources deliver, resolved again under the new rules and templates.
 func (d *Daemon) applyFile(cfg *config.Config) (ReloadReport, error) {
+	// Sharded before discovery reads it, so only this shard's targets
+	// are resolved and kept.
+	cfg, err := cfg.ForShard(d.opts.Shard)
+	if err != nil {
+		return ReloadReport{}, err
+	}
 	d.icmpMu.Lock()
 	ctx := d.runCtx
 	d.icmpMu.Unlock()

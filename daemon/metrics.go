@@ -107,7 +107,7 @@ var (
 	apiOutcomes = []string{"ok", "unknown_outcome", "not_found", "conflict", "rate_limited",
 		"unauthorized", "forbidden", "invalid", "unavailable", "error"}
 	// reconcileTriggers and reconcileResults label qodwatch_reconciliations_total.
-	reconcileTriggers = []string{"unknown_outcome", "conflict", "start"}
+	reconcileTriggers = []string{"unknown_outcome", "conflict", "start", "reshard"}
 	reconcileResults  = []string{"adopted", "none", "error"}
 )
 

@@ -617,18 +617,14 @@ func (d *Daemon) restore(ctx context.Context) error {
 	d.mu.Lock()
 	cfg := d.cfg
 	d.mu.Unlock()
-	held := 0
 	st, err := d.store.Update(func(s *State) error {
-		held = handover(s, d.opts.Shard, cfg, d.opts.Handover, now)
+		recordShard(s, d.opts.Shard, d.opts.Handover, now)
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if held > 0 {
-		d.log.Warn("reshard: UEs gained from another shard count as possibly holding its session until the handover is over or a look-up clears them",
-			"shard", d.opts.Shard.String(), "ues", held, "until", now.Add(d.opts.Handover))
-	}
+	d.gained = gainedUEs(&st, d.opts.Shard, cfg, now)
 	d.mu.Lock()
 	if st.Budget != nil {
 		d.engine.RestoreBudget(st.Budget.Day, time.Duration(st.Budget.UsedSeconds*float64(time.Second)))
@@ -697,6 +693,13 @@ func (d *Daemon) restore(ctx context.Context) error {
 			_ = d.engine.RestoreTimes(now, ue, time.Time{}, until)
 		}
 	}
+	for _, ue := range d.gained {
+		_ = d.engine.PossiblyHolds(now, ue, st.Handover.Until)
+	}
+	if len(d.gained) > 0 {
+		d.log.Warn("reshard: the UEs gained from another shard count as possibly holding its session until the handover is over or a look-up clears them",
+			"shard", d.opts.Shard.String(), "ues", len(d.gained), "until", st.Handover.Until)
+	}
 	var expired []Intent
 	for _, in := range st.Intents {
 		if !now.Before(in.Until) {
@@ -710,7 +713,7 @@ func (d *Daemon) restore(ctx context.Context) error {
 			"ue", in.UE, "transaction_id", in.TransactionID, "until", in.Until)
 		if err := d.engine.PossiblyHolds(now, in.UE, in.Until); err != nil {
 			d.log.Error("policy refused a possible session", "ue", in.UE, "err", err)
-		} else if in.Origin != "daemon" && in.Origin != originReshard {
+		} else if in.Origin != "daemon" {
 			// Another process's create may still be going on; when its
 			// intent goes without a session, the suspicion is lifted.
 			d.suspects[in.UE] = in.TransactionID
@@ -837,7 +840,7 @@ func (d *Daemon) syncFromStateFile() {
 			if !ok || d.isBusy(in.UE) || cur.HasSession || cur.State == policy.StateUncertain {
 				continue
 			}
-			if in.Origin == "daemon" || in.Origin == originReshard {
+			if in.Origin == "daemon" {
 				continue // ours: the engine learnt of it when it was made
 			}
 			if err := d.engine.PossiblyHolds(now, in.UE, in.Until); err == nil {

@@ -69,6 +69,8 @@ type State struct {
 	// Shard is the shard the daemon last ran as; a change means a reshard
 	// (see handover). Absent: never sharded, or written before sharding.
 	Shard *ShardRecord `json:"shard,omitempty"`
+	// Handover is the reshard in progress, if any.
+	Handover *Handover `json:"handover,omitempty"`
 }
 
 // SetCooldown records ue's cooldown end, and forgets those that are over.
