@@ -295,3 +295,51 @@ func ignored(pats []*regexp.Regexp, path string) bool {
 	}
 	return false
 }
+
+// TestDockerfileBuildStampsTheCommit runs the Dockerfile's build stage
+// without Docker: its RUN lines, in order, in a fresh clone (the build
+// context of a checkout, .git included, less what .dockerignore leaves
+// out, which git does not track), and wants the binary's version to name
+// the clone's commit, unmodified: what an image built from a checkout
+// reports.
+func TestDockerfileBuildStampsTheCommit(t *testing.T) {
+	git := deploytest.RequireTool(t, "git")
+	stages := readDockerfile(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	if out, err := exec.Command(git, "clone", "-q", "--no-hardlinks", deploytest.RepoRoot(t), src).CombinedOutput(); err != nil {
+		t.Fatalf("git clone: %v\n%s", err, out)
+	}
+	rev, err := exec.Command(git, "-C", src, "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	runs := 0
+	for _, s := range stages[:len(stages)-1] {
+		for _, run := range s.all("RUN") {
+			cmd := exec.Command("/bin/sh", "-ec", strings.ReplaceAll(run, "/out/", out+"/"))
+			cmd.Dir = src
+			if b, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("RUN %s: %v\n%s", run, err, b)
+			}
+			runs++
+		}
+	}
+	if runs == 0 {
+		t.Fatal("the build stage has no RUN")
+	}
+	version, err := exec.Command(filepath.Join(out, "qodwatch"), "version").Output()
+	if err != nil {
+		t.Fatalf("qodwatch version: %v", err)
+	}
+	for _, want := range []string{"revision:    " + strings.TrimSpace(string(rev)) + "\n", "modified:    false\n"} {
+		if !strings.Contains(string(version), want) {
+			t.Errorf("the image's qodwatch version lacks %q:\n%s", want, version)
+		}
+	}
+	t.Logf("%s", version)
+}
