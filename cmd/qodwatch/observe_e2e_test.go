@@ -44,7 +44,9 @@ func needTool(t *testing.T, names ...string) string {
 }
 
 // observeConfig: ue-a is probed over HTTP (the rig scripts its latency)
-// and measures throughput; ue-b's TCP probe is refused.
+// and measures throughput; ue-b's TCP probe is refused; ue-c's HTTP probe
+// gets 503 every time, so ue-c never measures (a refused connect can still
+// time out on a loaded machine, which counts as a lost measurement).
 const observeConfig = `api:
   base_url: %s
   dialect: devedge
@@ -70,6 +72,11 @@ ues:
     target: 127.0.0.1
     probes:
       - tcp: {address: %q, interval: 200ms, timeout: 100ms}
+  - name: ue-c
+    ipv4: 198.51.100.3
+    target: 127.0.0.1
+    probes:
+      - http: {url: %q, interval: 2s, timeout: 2s}
 rules:
   e2e:
     breach: {any: ["loss > 50%%", "latency_p50 > 60ms"], for: 500ms}
@@ -95,7 +102,11 @@ func TestOperatorViewInPrometheusAndChromium(t *testing.T) {
 	}))
 	t.Cleanup(blob.Close)
 	refused := freeAddr(t, "127.0.0.1") // nothing listens there
-	r.writeConfigText(fmt.Sprintf(observeConfig, r.sim.URL, r.webAddr, a.URL, blob.URL+"/blob", refused, r.stateDir))
+	unavailable := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(unavailable.Close)
+	r.writeConfigText(fmt.Sprintf(observeConfig, r.sim.URL, r.webAddr, a.URL, blob.URL+"/blob", refused, unavailable.URL, r.stateDir))
 
 	prom := startPrometheus(t, promBin, r.webAddr)
 	// A second server takes native histograms: it scrapes protobuf.
@@ -181,6 +192,19 @@ func TestOperatorViewInPrometheusAndChromium(t *testing.T) {
 			if rule.Health != "ok" && rule.Health != "unknown" {
 				t.Errorf("alert %s: health %s: %s", rule.Name, rule.Health, rule.LastError)
 			}
+		}
+		// Issue 9: ue-c never measured: the never-measured alert is
+		// pending for it (firing after its for), not for ue-a; and the
+		// counter of lost creates is there at 0 before any was lost, so
+		// the first one is an increase.
+		waitFor(t, 30*time.Second, "QodwatchUENeverMeasured pending for ue-c", func() bool {
+			return prom.query(t, `ALERTS{alertname="QodwatchUENeverMeasured",alertstate="pending",ue="ue-c"}`)
+		})
+		if prom.query(t, `ALERTS{alertname="QodwatchUENeverMeasured",ue="ue-a"}`) {
+			t.Error("QodwatchUENeverMeasured for ue-a, which measures")
+		}
+		if !prom.query(t, `qodwatch_api_calls_total{operation="create",outcome="unknown_outcome"} == 0`) {
+			t.Error(`qodwatch_api_calls_total{operation="create",outcome="unknown_outcome"} is not there at 0`)
 		}
 	})
 	d.stop()
