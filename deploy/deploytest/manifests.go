@@ -15,6 +15,20 @@ import (
 // of the Go type its manifests must decode into.
 type Kinds map[string]func() any
 
+// Kustomization is the part of kustomize's Kustomization the manifests
+// use; an unknown field fails like any other.
+type Kustomization struct {
+	APIVersion string   `json:"apiVersion"`
+	Kind       string   `json:"kind"`
+	Resources  []string `json:"resources"`
+	Images     []struct {
+		Name    string `json:"name"`
+		NewName string `json:"newName,omitempty"`
+		NewTag  string `json:"newTag,omitempty"`
+		Digest  string `json:"digest,omitempty"`
+	} `json:"images,omitempty"`
+}
+
 // Object is one document of a manifest file, decoded.
 type Object struct {
 	File       string
