@@ -69,3 +69,47 @@ func TestE2EBreachDecidedOnSampleNotTick(t *testing.T) {
 		t.Errorf("no evaluation triggered by a due time")
 	}
 }
+
+// A degradation whose first evidence is lost probes (a queue longer than
+// the probe's timeout) starts `for` at the first loss: a lost probe is an
+// endless round trip in the quantiles rules read (issue 10). Before, a
+// step's p95 ignored its lost probes unless every one was lost, so `for`
+// began only once the last quick answer had left the step, a step (1 s)
+// after the UE went bad: the closed loop's 1.3 s onset→POST − for.
+func TestE2EBreachCountsLostProbesFromTheFirst(t *testing.T) {
+	t.Parallel()
+	const (
+		hold     = 300 * time.Millisecond
+		interval = 100 * time.Millisecond
+		timeout  = 100 * time.Millisecond
+		step     = time.Second // the monitor's default: 10 probes
+		// What a loaded machine may add between the first loss and the POST.
+		slack = 500 * time.Millisecond
+	)
+	e := newEnv(t, envOptions{})
+	e.spec.tick = "1m"
+	e.spec.interval = interval.String()
+	e.spec.timeout = timeout.String()
+	e.spec.window = "5s"
+	e.spec.breachFor = hold.String()
+	e.spec.breach = "latency_p95 > 80ms"
+	e.spec.recover = "latency_p95 < 40ms"
+	r := e.start(e.spec.parse(t), "")
+	e.eventually("the UE idle with answers in its step and no session", func() bool {
+		s, ok := r.d.Monitor().StatsOver("ue-1", time.Now(), 0)
+		st := r.status("ue-1")
+		return ok && s.Samples >= 5 && s.Lost == 0 && st.State == policy.StateIdle && !st.HasSession && len(e.live()) == 0
+	})
+	before := e.tally().posts
+	wentBad := time.Now()
+	e.ue(1).slow(10 * time.Second) // every probe from now on is lost at its timeout
+	e.eventually("a POST /sessions", func() bool { return e.tally().posts > before })
+	lag := e.tally().postTimes[before].Sub(wentBad)
+	// The first probe sent after wentBad is lost by interval + timeout; the
+	// old reading could not hold before the quick answers left the step.
+	want := interval + timeout + hold + slack
+	t.Logf("POST %v after the UE went bad (want ≤ %v; waiting for the step to empty of answers takes ≥ %v)", lag, want, step+hold)
+	if lag > want {
+		t.Errorf("POST %v after the UE went bad, want ≤ %v: the lost probes did not start `for`", lag, want)
+	}
+}

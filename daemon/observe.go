@@ -86,12 +86,22 @@ func ageOf(s *monitor.Stats, now time.Time) time.Duration {
 	return now.Sub(s.LastSample)
 }
 
+// latencyOf gives rules the quantiles that count a lost probe as an
+// endless round trip (issue 10: the first probes lost to a degradation are
+// its first evidence).
 func latencyOf(s *monitor.Stats, now time.Time) policy.LatencyStats {
 	return policy.LatencyStats{
 		Samples: s.Samples + s.Lost, Age: ageOf(s, now), Covered: s.Covered,
-		Mean: s.LatencyMean, P50: s.LatencyP50, P95: s.LatencyP95, Max: s.LatencyMax,
+		Mean: s.LatencyMean, P50: endless(s.LatencyP50Lost), P95: endless(s.LatencyP95Lost), Max: endless(s.LatencyMaxLost),
 		Jitter: s.Jitter, Loss: s.Loss,
 	}
+}
+
+func endless(d time.Duration) time.Duration {
+	if d == monitor.Endless {
+		return policy.Endless
+	}
+	return d
 }
 
 func throughputOf(s *monitor.Stats, now time.Time) policy.ThroughputStats {

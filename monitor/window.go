@@ -20,9 +20,15 @@ type Stats struct {
 	Loss         float64 // Lost / (Samples+Lost), 0..1; 0 without measurements
 
 	LatencyMean time.Duration
-	LatencyP50  time.Duration // nearest-rank quantiles over the window
+	LatencyP50  time.Duration // nearest-rank quantiles over the answered round trips
 	LatencyP95  time.Duration
 	LatencyMax  time.Duration
+	// LatencyP50Lost, LatencyP95Lost and LatencyMaxLost count each lost
+	// measurement as an endless round trip: Endless when the quantile
+	// falls on one. Rules read these (issue 10): the first probes lost to
+	// a degradation are its first evidence, and a step of four lost and
+	// one quick answer is not a 1 ms p95.
+	LatencyP50Lost, LatencyP95Lost, LatencyMaxLost time.Duration
 	// Jitter is the RFC 3550 interarrival jitter estimate over consecutive
 	// round trips: J += (|D| - J) / 16.
 	Jitter time.Duration
@@ -48,6 +54,9 @@ type Stats struct {
 	// Values holds the last value of each prometheus probe, in probe order.
 	Values []Value
 }
+
+// Endless is the round trip of a lost measurement in the *Lost quantiles.
+const Endless = time.Duration(math.MaxInt64)
 
 // Value is the last sample read by one prometheus probe.
 type Value struct {
@@ -380,6 +389,7 @@ func (w *window) statsOver(now time.Time, span, tputSpan time.Duration, s *Stats
 	var buf [maxRing]uint32
 	rtts := buf[:0]
 	var n, nLost, sumUS uint64
+	var ringLost int // lost in rtts' span: the quantiles' lost tail
 	var maxUS uint32
 	oldest := int64(math.MaxInt64)
 	for _, e := range w.ring[:w.filled] {
@@ -398,6 +408,7 @@ func (w *window) statsOver(now time.Time, span, tputSpan time.Duration, s *Stats
 		}
 		if e.rttUS == lost {
 			nLost++
+			ringLost++
 			continue
 		}
 		rtts = append(rtts, e.rttUS)
@@ -429,6 +440,16 @@ func (w *window) statsOver(now time.Time, span, tputSpan time.Duration, s *Stats
 		slices.Sort(rtts)
 		s.LatencyP50 = time.Duration(rtts[rank(len(rtts), 0.50)]) * time.Microsecond
 		s.LatencyP95 = time.Duration(rtts[rank(len(rtts), 0.95)]) * time.Microsecond
+	}
+	if all := len(rtts) + ringLost; all > 0 {
+		// The lost ones sort after every answer.
+		q := func(p float64) time.Duration {
+			if i := rank(all, p); i < len(rtts) {
+				return time.Duration(rtts[i]) * time.Microsecond
+			}
+			return Endless
+		}
+		s.LatencyP50Lost, s.LatencyP95Lost, s.LatencyMaxLost = q(0.50), q(0.95), q(1)
 	}
 	s.Jitter = time.Duration(w.jitter)
 

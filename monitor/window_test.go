@@ -28,6 +28,12 @@ func TestWindowKnownSeries(t *testing.T) {
 	within(t, "p50", s.LatencyP50, ms(30), 0) // nearest rank: 3rd of 5
 	within(t, "p95", s.LatencyP95, ms(50), 0) // 5th of 5
 	within(t, "max", s.LatencyMax, ms(50), 0)
+	// Counting the lost one as an endless round trip (what rules read):
+	// the median is still an answer, the p95 and the max are the loss.
+	within(t, "p50 with lost", s.LatencyP50Lost, ms(30), 0)
+	if s.LatencyP95Lost != Endless || s.LatencyMaxLost != Endless {
+		t.Errorf("p95/max with lost = %v/%v, want Endless", s.LatencyP95Lost, s.LatencyMaxLost)
+	}
 	// Constant |D| = 10 ms from J = 0: J_n = 10ms * (1 - (15/16)^n), n = 4.
 	wantJ := time.Duration(float64(ms(10)) * (1 - math.Pow(15.0/16, 4)))
 	within(t, "jitter", s.Jitter, wantJ, time.Nanosecond)
@@ -207,6 +213,16 @@ func testWindowMatchesReference(t *testing.T, rate float64) {
 		if s.LatencyMean != sum/time.Duration(len(rtts)) || s.LatencyMax != mx || s.LatencyP50 != p50 || s.LatencyP95 != p95 {
 			t.Fatalf("at %v: mean/max/p50/p95 = %v/%v/%v/%v, want %v/%v/%v/%v", now.Sub(base),
 				s.LatencyMean, s.LatencyMax, s.LatencyP50, s.LatencyP95, sum/time.Duration(len(rtts)), mx, p50, p95)
+		}
+		withLost := func(q float64) time.Duration { // the lost sort last, endless
+			if i := rank(len(rtts)+lost, q); i < len(rtts) {
+				return rtts[i]
+			}
+			return Endless
+		}
+		if s.LatencyP50Lost != withLost(0.5) || s.LatencyP95Lost != withLost(0.95) || s.LatencyMaxLost != withLost(1) {
+			t.Fatalf("at %v: p50/p95/max with lost = %v/%v/%v, want %v/%v/%v", now.Sub(base),
+				s.LatencyP50Lost, s.LatencyP95Lost, s.LatencyMaxLost, withLost(0.5), withLost(0.95), withLost(1))
 		}
 	}
 	now := base

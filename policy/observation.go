@@ -39,9 +39,10 @@ type Observation struct {
 }
 
 // LatencyStats are the statistics of the latency probes (icmp, tcp, http)
-// over some span. Latency and jitter are over the answered probes; when
-// every probe was lost (Loss == 1) the policy takes them as +Inf: a reply
-// that never comes is slower than any threshold.
+// over some span. A lost probe is an endless round trip, slower than any
+// threshold: P50, P95 and Max count it so, and are Endless (read as +Inf)
+// when they fall on one; Mean and Jitter are over the answered probes,
+// and +Inf too when every probe was lost (Loss == 1).
 type LatencyStats struct {
 	Samples int           // probes in the span, answered or lost; 0 means no data
 	Age     time.Duration // since the newest sample
@@ -53,6 +54,10 @@ type LatencyStats struct {
 	Jitter  time.Duration
 	Loss    float64 // lost / Samples, 0..1
 }
+
+// Endless is the round trip of a lost probe in LatencyStats' P50, P95 and
+// Max.
+const Endless = time.Duration(math.MaxInt64)
 
 // ThroughputStats are the statistics of the throughput probe's runs in a
 // span: the mean and nearest-rank quantiles of their rates.
@@ -117,6 +122,9 @@ func (o *Observation) value(m metric, prom string, lat *LatencyStats, tput *Thro
 		d = l.Max
 	case metricJitter:
 		d = l.Jitter
+	}
+	if d == Endless {
+		return math.Inf(1), true
 	}
 	return d.Seconds(), true
 }
