@@ -173,10 +173,7 @@ func TestMetricsHandlerGatherError(t *testing.T) {
 }
 
 func TestWriteMetricsPassesPromtool(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Skip("promtool not installed (apt-get install prometheus)")
-	}
+	promtool := needPromtool(t)
 	var buf bytes.Buffer
 	if err := awkwardMonitor(t, true).WriteMetrics(&buf); err != nil {
 		t.Fatal(err)
