@@ -35,7 +35,7 @@ const (
 	minSession = 20 * time.Second
 	icmpEvery  = 200 * time.Millisecond // 5 packets a second
 	tputEvery  = 2 * time.Second
-	window     = 30 * time.Second // the default window: 6x breach for
+	warmup     = 10 * time.Second // clean measurements before the episodes
 )
 
 // episode is what one UE goes through: the spans its link is degraded.
@@ -51,7 +51,9 @@ type span struct{ from, to time.Duration }
 
 func (s span) len() time.Duration { return s.to - s.from }
 
-func episodes(reduced bool) []episode {
+// episodes are the episodes of a run, one UE each: all of them, or only
+// the blips with the clean control (to run them at another window).
+func episodes(reduced bool, which string) ([]episode, error) {
 	long, flap, term, tput, blips := 60*time.Second, 60*time.Second, 60*time.Second, 60*time.Second, 5
 	if reduced {
 		long, flap, term, tput, blips = 25*time.Second, 36*time.Second, 30*time.Second, 25*time.Second, 3
@@ -64,15 +66,24 @@ func episodes(reduced bool) []episode {
 		t := time.Duration(i) * 12 * time.Second
 		blipping = append(blipping, span{t, t + 2*time.Second})
 	}
-	return []episode{
-		{name: "long degrade", kind: "latency", degraded: []span{{0, long}}, real: true},
-		{name: "flapping 3s/3s", kind: "latency", degraded: flapping},
-		{name: "blips 2s (for 5s, window 30s = 6x for)", kind: "latency", degraded: blipping},
-		{name: "clean control", kind: "latency"},
-		{name: "network ends the session", kind: "latency", degraded: []span{{0, term}}, terminate: true, real: true},
-		{name: "rate drop (throughput rule)", kind: "throughput", degraded: []span{{0, tput}}, real: true},
-		{name: "blips 3.5s (for 5s)", kind: "latency", degraded: []span{{0, 3500 * time.Millisecond}, {15 * time.Second, 18500 * time.Millisecond}}},
+	blips2 := episode{name: "blips 2s", kind: "latency", degraded: blipping}
+	blips35 := episode{name: "blips 3.5s", kind: "latency", degraded: []span{{0, 3500 * time.Millisecond}, {15 * time.Second, 18500 * time.Millisecond}}}
+	control := episode{name: "clean control", kind: "latency"}
+	switch which {
+	case "all":
+		return []episode{
+			{name: "long degrade", kind: "latency", degraded: []span{{0, long}}, real: true},
+			{name: "flapping 3s/3s", kind: "latency", degraded: flapping},
+			blips2,
+			control,
+			{name: "network ends the session", kind: "latency", degraded: []span{{0, term}}, terminate: true, real: true},
+			{name: "rate drop (throughput rule)", kind: "throughput", degraded: []span{{0, tput}}, real: true},
+			blips35,
+		}, nil
+	case "blips":
+		return []episode{blips2, blips35, control}, nil
 	}
+	return nil, fmt.Errorf("episodes %q: want all or blips", which)
 }
 
 func main() {
@@ -80,17 +91,32 @@ func main() {
 	dir := flag.String("dir", "", "a directory for the config, state and logs")
 	nUEs := flag.Int("ues", 7, "UE namespaces the script made")
 	reduced := flag.Bool("reduced", false, "shorter episodes, for CI")
+	which := flag.String("episodes", "all", "all, or blips (the blips and the control only)")
+	win := flag.String("window", "30s", "defaults.window: a duration, or default to leave it unset (the daemon's default)")
+	count := flag.Bool("count", false, "print how many UE namespaces the episodes need, and exit")
 	serve := flag.String("serve", "", "internal: serve throughput bytes on this address (in a UE namespace)")
 	flag.Parse()
 	if *serve != "" {
 		serveBytes(*serve)
 		return
 	}
-	eps := episodes(*reduced)
+	eps, err := episodes(*reduced, *which)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if *count {
+		fmt.Println(len(eps))
+		return
+	}
+	if *win != "default" {
+		if _, err := time.ParseDuration(*win); err != nil {
+			log.Fatalf("-window: %v", err)
+		}
+	}
 	if *nUEs != len(eps) {
 		log.Fatalf("closedloop: %d UE namespaces for %d episodes", *nUEs, len(eps))
 	}
-	if !run(*bin, *dir, eps) {
+	if !run(*bin, *dir, *win, eps) {
 		os.Exit(1)
 	}
 }
@@ -113,7 +139,7 @@ func serveBytes(addr string) {
 	})))
 }
 
-func run(bin, dir string, eps []episode) bool {
+func run(bin, dir, window string, eps []episode) bool {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -152,7 +178,7 @@ func run(bin, dir string, eps []episode) bool {
 	web := freeAddr()
 	notify := freeAddr()
 	cfgPath := filepath.Join(dir, "config.yaml")
-	must(os.WriteFile(cfgPath, []byte(config(simLn.Addr().String(), web, notify, dir, eps)), 0o600))
+	must(os.WriteFile(cfgPath, []byte(config(simLn.Addr().String(), web, notify, dir, window, eps)), 0o600))
 	logf, err := os.Create(filepath.Join(dir, "qodwatch.log"))
 	must(err)
 	defer logf.Close()
@@ -169,8 +195,8 @@ func run(bin, dir string, eps []episode) bool {
 	}()
 	waitReady(web)
 	w := watch(ctx, sim, eps)
-	// Let every UE's windows fill with clean measurements first.
-	time.Sleep(window / 3)
+	// Clean measurements first: a UE's `for` reads the newest ones only.
+	time.Sleep(warmup)
 
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -200,14 +226,21 @@ func run(bin, dir string, eps []episode) bool {
 		}
 	}
 	wg.Wait()
-	// Recovery: recover for, min_session and a margin after the last clean.
-	time.Sleep(recoverFor + minSession/2 + 3*time.Second)
+	// Recovery: recover for, min_session and a margin after the last clean;
+	// with no real degradation, only as long as a late POST could take.
+	tail := breachFor + 3*time.Second
+	for _, ep := range eps {
+		if ep.real {
+			tail = recoverFor + minSession/2 + 3*time.Second
+		}
+	}
+	time.Sleep(tail)
 	end := time.Now()
 	_ = daemon.Process.Signal(syscall.SIGTERM)
 	_ = daemon.Wait()
 	stopped = true
 
-	ok := report(w.sessions(sim, end, terminated), start, eps)
+	ok := report(w.sessions(sim, end, terminated), start, window, eps)
 	for _, err := range testbed {
 		fmt.Println(err)
 		ok = false
@@ -321,7 +354,7 @@ func terminateAfter(sim *qodsim.Simulator, ip string, after time.Duration, deadl
 	return "", time.Time{}
 }
 
-func config(api, web, notify, dir string, eps []episode) string {
+func config(api, web, notify, dir, window string, eps []episode) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# written by bench/closedloop
 api:
@@ -337,10 +370,11 @@ web:
   listen: %s
 log: {level: info, format: text}
 state_dir: %s
-defaults:
-  window: %s
-ues:
-`, api, notify, notify, web, filepath.Join(dir, "state"), window)
+`, api, notify, notify, web, filepath.Join(dir, "state"))
+	if window != "default" {
+		fmt.Fprintf(&b, "defaults:\n  window: %s\n", window)
+	}
+	b.WriteString("ues:\n")
 	for i, ep := range eps {
 		fmt.Fprintf(&b, "  - name: %s\n    ipv4: %s\n    application_server: {ipv4: %s}\n", ueName(i), ueAddr(i), srvAddr(i))
 		if ep.kind == "throughput" {
@@ -475,8 +509,13 @@ func (w *watcher) sessions(sim *qodsim.Simulator, end time.Time, terminated map[
 }
 
 // report prints one line per episode and checks the issue's goals.
-func report(all []session, start time.Time, eps []episode) bool {
+func report(all []session, start time.Time, window string, eps []episode) bool {
 	ok := true
+	if d, err := time.ParseDuration(window); err == nil && d == 6*breachFor {
+		window += " (6x for)"
+	} else if window == "default" {
+		window = "unset (the default, 30s)"
+	}
 	fmt.Printf("breach for %s, recover for %s, min_session %s, window %s, icmp every %s, throughput every %s\n",
 		breachFor, recoverFor, minSession, window, icmpEvery, tputEvery)
 	fmt.Printf("%-40s %8s %14s %15s %9s %9s %6s %s\n", "episode", "sessions", "onset→POST−for", "clean→DEL−recov", "paid s", "degr. s", "false", "goals")

@@ -8,6 +8,9 @@
 #
 #   bash bench/closedloop/run.sh            # full episodes (~2.5 min)
 #   bash bench/closedloop/run.sh -reduced   # CI (~80 s)
+#   bash bench/closedloop/run.sh -reduced -episodes blips -window default
+#                                           # the blips at the daemon's default window (CI, ~60 s)
+#   -window 30s (the default here) is 6x the breach for.
 #
 # Needs root, ip and tc. Namespaces are named q10-*; they are removed on
 # exit, and any left by an earlier run are removed first.
@@ -19,7 +22,6 @@ for tool in ip tc; do
   command -v "$tool" >/dev/null || { echo "closedloop: $tool not installed" >&2; exit 1; }
 done
 
-K=7 # UEs: one per episode (see main.go)
 SRV=q10-srv
 cleanup() {
   for ns in $(ip netns list | awk '{print $1}' | grep '^q10-' || true); do
@@ -27,11 +29,13 @@ cleanup() {
   done
 }
 cleanup
-trap cleanup EXIT
-
 tmp=$(mktemp -d /tmp/q10-closedloop.XXXXXX)
+# The daemon's log and config stay when a run fails.
+trap 'rc=$?; cleanup; if [ $rc = 0 ]; then rm -rf "$tmp"; else echo "closedloop: logs in $tmp" >&2; fi' EXIT
+
 go build -o "$tmp/qodwatch" ./cmd/qodwatch
 go build -o "$tmp/closedloop" ./bench/closedloop
+K=$("$tmp/closedloop" -count "$@") # UEs: one per episode (see main.go)
 
 ip netns add "$SRV"
 ip -n "$SRV" link set lo up
