@@ -33,10 +33,18 @@ func BenchmarkTick1000(b *testing.B) {
 // head is the config's first line.
 func tcpBenchDaemon(b *testing.B, n, samples int, head, breach, recover string) *daemon.Daemon {
 	b.Helper()
+	return tcpBenchDaemonWindow(b, n, samples, "10s", head, breach, recover)
+}
+
+// tcpBenchDaemonWindow is tcpBenchDaemon with a window of its own. The
+// monitor's windows follow the wall clock: a window longer than the set-up
+// keeps what was recorded (100,000 UEs take longer than 10 s to fill).
+func tcpBenchDaemonWindow(b *testing.B, n, samples int, window, head, breach, recover string) *daemon.Daemon {
+	b.Helper()
 	dir := b.TempDir()
 	var y strings.Builder
 	fmt.Fprintf(&y, "%s\n", head)
-	fmt.Fprintf(&y, "defaults: {application_server: {ipv4: 203.0.113.10}, window: 10s, rule: fast}\nues:\n")
+	fmt.Fprintf(&y, "defaults: {application_server: {ipv4: 203.0.113.10}, window: %s, rule: fast}\nues:\n", window)
 	for i := range n {
 		fmt.Fprintf(&y, "  - {name: ue-%d, ipv4: 10.%d.%d.%d, target: 127.0.0.1, probes: [{tcp: {address: \"127.0.0.1:1\", interval: 1s}}]}\n", i, i>>16&255, i>>8&255, i&255)
 	}
