@@ -328,8 +328,12 @@ func (c *Config) Summary() string {
 	for _, ue := range c.UEs {
 		probes += len(ue.Probes)
 	}
-	s := fmt.Sprintf("%s: OK: %s, %s, %s", c.File,
-		plural(len(c.UEs), "UE"), plural(len(c.Rules), "rule"), plural(probes, "probe"))
+	ues := plural(len(c.UEs), "UE")
+	if len(c.Discovery) > 0 {
+		// Discovered UEs are known only when the daemon reads the sources.
+		ues = fmt.Sprintf("%s and %s", plural(len(c.UEs), "static UE"), plural(len(c.Discovery), "ue_sd source"))
+	}
+	s := fmt.Sprintf("%s: OK: %s, %s, %s", c.File, ues, plural(len(c.Rules), "rule"), plural(probes, "probe"))
 	if c.API.BaseURL != "" {
 		s += fmt.Sprintf(", auth %s, dialect %s", c.API.Auth.Type, c.API.Dialect)
 	}

@@ -121,7 +121,7 @@ func TestExampleLoads(t *testing.T) {
 	if len(cfg.Warnings) > 0 {
 		t.Errorf("warnings: %v", cfg.Warnings)
 	}
-	if got, want := cfg.Summary(), file+": OK: 3 UEs, 3 rules, 7 probes, auth taap, dialect devedge"; got != want {
+	if got, want := cfg.Summary(), file+": OK: 3 static UEs and 1 ue_sd source, 3 rules, 7 probes, auth taap, dialect devedge"; got != want {
 		t.Errorf("Summary() = %q, want %q", got, want)
 	}
 	if got, want := cfg.API.Auth.PrivateKeyFile, filepath.Join(dir, "pop-key.pem"); got != want {
