@@ -165,6 +165,7 @@ func startShards(cfg, dir string, count int) []*shard {
 			"--shard.count", strconv.Itoa(count), "--shard.index", strconv.Itoa(i), "--shard.handover", handover.String())
 		s.cmd.Stdout, s.cmd.Stderr = logf, logf
 		must(s.cmd.Start())
+		running[s.cmd] = true
 		ps = append(ps, s)
 	}
 	t0 := time.Now()
@@ -175,20 +176,33 @@ func startShards(cfg, dir string, count int) []*shard {
 	return ps
 }
 
+// stopShards sends SIGTERM and waits; a shard still running after a
+// minute is killed, and said so (a daemon must stop on SIGTERM).
 func stopShards(ps []*shard) {
+	t0 := time.Now()
 	for _, s := range ps {
 		_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	}
 	for _, s := range ps {
-		_ = s.cmd.Wait()
+		done := make(chan struct{})
+		go func() { _ = s.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(time.Minute - time.Since(t0)):
+			log.Printf("shard %d did not stop within a minute of SIGTERM; killed", s.index)
+			_ = s.cmd.Process.Kill()
+			<-done
+		}
+		delete(running, s.cmd)
 	}
+	log.Printf("%d shards stopped in %.1f s", len(ps), time.Since(t0).Seconds())
 }
 
 func waitReady(s *shard) {
 	deadline := time.Now().Add(10 * time.Minute)
 	for time.Now().Before(deadline) {
 		if s.cmd.ProcessState != nil {
-			log.Fatalf("shard %d exited: %v", s.index, s.cmd.ProcessState)
+			fatal("shard %d exited: %v", s.index, s.cmd.ProcessState)
 		}
 		if r, err := http.Get("http://" + s.web + "/-/ready"); err == nil {
 			r.Body.Close()
@@ -198,14 +212,14 @@ func waitReady(s *shard) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	log.Fatalf("shard %d not ready in 10 minutes", s.index)
+	fatal("shard %d not ready in 10 minutes", s.index)
 }
 
 // phase waits until every breaching UE holds a session, then measures.
 func phase(sim *qodsim.Server, ps []*shard, name string, t0 time.Time) {
 	for live(sim) < *bad {
 		if time.Since(t0) > 10*time.Minute {
-			log.Fatalf("%s: only %d of %d sessions after 10 minutes", name, live(sim), *bad)
+			fatal("%s: only %d of %d sessions after 10 minutes", name, live(sim), *bad)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
@@ -266,8 +280,11 @@ func sampleOf(s *shard) sample {
 			}
 		}
 	}
-	r, err := http.Get("http://" + s.web + "/metrics")
-	must(err)
+	r, err := scrapeClient.Get("http://" + s.web + "/metrics")
+	if err != nil {
+		log.Printf("shard %d: /metrics: %v", s.index, err)
+		return out
+	}
 	defer r.Body.Close()
 	sc := bufio.NewScanner(r.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -295,9 +312,13 @@ func sampleOf(s *shard) sample {
 			out.sessions += v
 		}
 	}
-	must(sc.Err())
+	if err := sc.Err(); err != nil {
+		log.Printf("shard %d: /metrics cut short: %v", s.index, err)
+	}
 	return out
 }
+
+var scrapeClient = &http.Client{Timeout: 2 * time.Minute}
 
 // watchSim snapshots the simulator's sessions every 200 ms until ctx
 // ends: a device seen holding two live sessions at once is a duplicate.
@@ -420,8 +441,20 @@ func runtimeCPUs() int {
 	return n
 }
 
+// running are the shard processes alive, killed by fatal so that a failed
+// run leaves none behind.
+var running = map[*exec.Cmd]bool{}
+
+func fatal(format string, args ...any) {
+	for cmd := range running {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}
+	fatal(format, args...)
+}
+
 func must(err error) {
 	if err != nil {
-		log.Fatal(err)
+		fatal("%v", err)
 	}
 }
