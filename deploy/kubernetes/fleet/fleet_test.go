@@ -20,19 +20,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/pod-security-admission/api"
-	"k8s.io/pod-security-admission/policy"
 
 	"github.com/qodwatch/qodwatch/deploy/deploytest"
 )
 
-var kinds = deploytest.Kinds{
-	"v1 ConfigMap":                                  func() any { return new(corev1.ConfigMap) },
-	"v1 Service":                                    func() any { return new(corev1.Service) },
-	"apps/v1 StatefulSet":                           func() any { return new(appsv1.StatefulSet) },
-	"policy/v1 PodDisruptionBudget":                 func() any { return new(policyv1.PodDisruptionBudget) },
-	"monitoring.coreos.com/v1 PodMonitor":           func() any { return new(monitoringv1.PodMonitor) },
-	"kustomize.config.k8s.io/v1beta1 Kustomization": func() any { return new(deploytest.Kustomization) },
-}
+var kinds = deploytest.KubernetesKinds
 
 // fleet is every object of the kustomization, each file reached once.
 type fleet struct {
@@ -154,13 +146,8 @@ func TestFleetShards(t *testing.T) {
 	}
 
 	// Pod Security restricted, as the sidecar's pod; ICMP for its group.
-	eval, err := policy.NewEvaluator(policy.DefaultChecks(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := policy.AggregateCheckResults(eval.EvaluatePod(api.LevelVersion{Level: api.LevelRestricted, Version: api.LatestVersion()}, &f.sts.Spec.Template.ObjectMeta, spec))
-	if !r.Allowed {
-		t.Errorf("Pod Security restricted: %s: %s", r.ForbiddenReason(), r.ForbiddenDetail())
+	if err := deploytest.PodSecurity(api.LevelRestricted, &f.sts.Spec.Template.ObjectMeta, spec); err != nil {
+		t.Error(err)
 	}
 	gid := *spec.SecurityContext.RunAsGroup
 	if !slices.ContainsFunc(spec.SecurityContext.Sysctls, func(s corev1.Sysctl) bool {
