@@ -137,6 +137,7 @@ type Daemon struct {
 	dueNames    []string
 	obsProm     map[string]map[string]policy.PromSample
 	obsSpans    map[string]spans // UE -> how far back its rule's loss conditions read (see observe.go)
+	eff         map[string]*efficacy
 	dryRunSeq   int
 	abortErr    error          // why the daemon is stopping on a failure; sessions are then kept
 	v1          camaraState    // qosStatus of held sessions (CAMARA v1)
@@ -193,6 +194,7 @@ func New(opts Options) (*Daemon, error) {
 		pollSlots:  make(chan struct{}, pollConcurrency),
 		obsProm:    map[string]map[string]policy.PromSample{},
 		obsSpans:   map[string]spans{},
+		eff:        map[string]*efficacy{},
 		wake:       make(chan struct{}, 1),
 		life:       newLifecycle(),
 		health:     newHealth(),

@@ -134,6 +134,7 @@ type spec struct {
 	extraFiles   string // directory for secret files
 	// requestedTimeout is api.requested_timeout (camara-v1); "" for the default.
 	requestedTimeout string
+	ruleExtra        string // more YAML for rule "fast", one setting a line, unindented
 }
 
 type ueSpec struct {
@@ -206,6 +207,11 @@ func (s *spec) yaml(t *testing.T) string {
     qos: QOS_E
     duration: %s
 `, s.breach, s.breachFor, s.recover, s.duration)
+	for _, l := range strings.Split(strings.TrimSpace(s.ruleExtra), "\n") {
+		if l != "" {
+			fmt.Fprintf(&b, "    %s\n", l)
+		}
+	}
 	fmt.Fprintf(&b, "guards:\n  min_session: %s\n  cooldown: %s\n  release_on_shutdown: %v\n", s.minSession, s.cooldown, s.release)
 	if s.budget != "" {
 		fmt.Fprintf(&b, "  daily_budget: %s\n", s.budget)

@@ -39,6 +39,7 @@ type metrics struct {
 	budgetUsed  *prometheus.Desc
 	budgetLimit *prometheus.Desc
 	buildInfo   *prometheus.Desc
+	improvement *prometheus.Desc
 }
 
 func newMetrics(d *Daemon) *metrics {
@@ -81,6 +82,8 @@ func newMetrics(d *Daemon) *metrics {
 			"Session time charged today (UTC) against the daily budget.", nil, nil),
 		budgetLimit: prometheus.NewDesc("qodwatch_budget_limit_seconds",
 			"The daily budget of session time; 0 when unlimited.", nil, nil),
+		improvement: prometheus.NewDesc("qodwatch_session_improvement_ratio",
+			"For a UE holding a session, how many times better each metric of its rule's breach is since the session's profile was granted than over the breach before it (1: no change, 2: twice as good; 0.001..1000). Absent for sessions adopted at start.", []string{"metric", "ue"}, nil),
 		buildInfo: prometheus.NewDesc("qodwatch_build_info",
 			"Build information; always 1.", []string{"version", "goversion"}, nil),
 		evaluations: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -183,7 +186,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, c := range m.counters() {
 		c.Describe(ch)
 	}
-	for _, d := range []*prometheus.Desc{m.ueState, m.threshold, m.ueSession, m.byState, m.held, m.budgetUsed, m.budgetLimit, m.buildInfo} {
+	for _, d := range []*prometheus.Desc{m.ueState, m.threshold, m.ueSession, m.byState, m.held, m.budgetUsed, m.budgetLimit, m.buildInfo, m.improvement} {
 		ch <- d
 	}
 }
@@ -200,7 +203,21 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	briefs := d.engine.Briefs(make([]policy.Brief, 0, len(d.cfg.UEs)))
 	usage := d.engine.Usage(d.now())
 	ruleOf, rules := ruleKeys(d.cfg)
+	var imps []policy.Improvement
+	var impUE []string // the UE of each of imps
+	for _, st := range briefs {
+		if st.HasSession {
+			n := len(imps)
+			imps = d.improvements(st.UE, imps)
+			for range imps[n:] {
+				impUE = append(impUE, st.UE)
+			}
+		}
+	}
 	d.mu.Unlock()
+	for i, x := range imps {
+		ch <- prometheus.MustNewConstMetric(m.improvement, prometheus.GaugeValue, x.Ratio, x.Metric, impUE[i])
+	}
 	for key, r := range rules {
 		for _, set := range []struct {
 			name string

@@ -16,6 +16,7 @@ import (
 type spans struct {
 	breach, recover time.Duration
 	window          bool
+	rule            *policy.Rule
 }
 
 func spansOf(r *policy.Rule) spans {
@@ -23,7 +24,61 @@ func spansOf(r *policy.Rule) spans {
 		return spans{}
 	}
 	b, rc := r.Spans()
-	return spans{breach: b, recover: rc, window: r.ReadsWindow() || readsProm(r)}
+	return spans{breach: b, recover: rc, window: r.ReadsWindow() || readsProm(r), rule: r}
+}
+
+// efficacy is what the daemon knows to tell whether a UE's session helps
+// (issue 10): its figures over the breach `for` before the request, and
+// when the session's profile was granted (zero until it is). Kept in
+// memory only: a session adopted at start has none, so it is not judged.
+type efficacy struct {
+	before policy.Figures
+	since  time.Time
+}
+
+// noteRequest keeps the UE's figures over its breach `for` as the
+// baseline of the session being requested. The caller holds d.mu.
+func (d *Daemon) noteRequest(ue string) {
+	sp := d.obsSpans[ue]
+	if sp.rule == nil {
+		return
+	}
+	now := d.now()
+	s, ok := d.mon.StatsOver(ue, now, sp.rule.BreachFor())
+	if !ok {
+		return
+	}
+	d.eff[ue] = &efficacy{before: policy.Figures{Latency: latencyOf(&s, now), Throughput: throughputOf(&s, now)}}
+}
+
+// noteGranted starts the session's time to help: a new session or a new
+// profile (escalation); a renewal at the same profile goes on. The caller
+// holds d.mu.
+func (d *Daemon) noteGranted(ue string, kind policy.Kind) {
+	if e := d.eff[ue]; e != nil && (e.since.IsZero() || kind == policy.Request || kind == policy.Escalate) {
+		e.since = d.now()
+	}
+}
+
+// improvements compares the UE's figures since its profile was granted
+// (up to the window) with its baseline; nil when not known. The caller
+// holds d.mu.
+func (d *Daemon) improvements(ue string, dst []policy.Improvement) []policy.Improvement {
+	e, sp := d.eff[ue], d.obsSpans[ue]
+	if e == nil || e.since.IsZero() || sp.rule == nil {
+		return dst
+	}
+	before, during := e.before, d.during(ue, e)
+	return sp.rule.Improvements(&before, &during, dst)
+}
+
+func (d *Daemon) during(ue string, e *efficacy) policy.Figures {
+	now := d.now()
+	s, ok := d.mon.StatsOver(ue, now, max(now.Sub(e.since), time.Nanosecond))
+	if !ok {
+		return policy.Figures{}
+	}
+	return policy.Figures{Latency: latencyOf(&s, now), Throughput: throughputOf(&s, now)}
 }
 
 func readsProm(r *policy.Rule) bool {
@@ -55,6 +110,9 @@ func (d *Daemon) observe(ue string) policy.Observation {
 	if sp.recover > 0 {
 		s, _ := d.mon.StatsOver(ue, now, sp.recover)
 		obs.RecoverSpan = latencyOf(&s, now)
+	}
+	if e := d.eff[ue]; e != nil && !e.since.IsZero() && sp.rule != nil && sp.rule.NoImprovement != nil {
+		obs.Before, obs.During = e.before, d.during(ue, e)
 	}
 	if !sp.window {
 		return obs

@@ -37,6 +37,9 @@ func (d *Daemon) dispatch(dec policy.Decision) {
 		_ = d.engine.Failed(d.now(), dec.UE, policy.Failure{Err: errors.New("UE no longer configured")})
 		return
 	}
+	if dec.Kind == policy.Request {
+		d.noteRequest(dec.UE)
+	}
 	d.opSeq++
 	req := sessionOp{dec: dec, api: d.api, seq: d.opSeq, notifyBase: d.notifyURL()}
 	if ok {
@@ -138,6 +141,15 @@ func (d *Daemon) release(op sessionOp) bool {
 		return false
 	}
 	failpoint(fpAfterEnd)
+	d.mu.Lock()
+	imps := d.improvements(op.dec.UE, nil)
+	if op.dec.Kind == policy.Release {
+		delete(d.eff, op.dec.UE)
+	}
+	d.mu.Unlock()
+	if len(imps) > 0 {
+		log = log.With("improvement", policy.FormatImprovements(imps))
+	}
 	log.Info("session ended", "decision", op.dec.Kind.String())
 	d.forget(op.dec.SessionID)
 	d.mu.Lock()
@@ -258,6 +270,7 @@ func (d *Daemon) open(op sessionOp) {
 		return
 	}
 	d.metrics.sessionsOpened.WithLabelValues(s.QoS).Inc()
+	d.noteGranted(op.dec.UE, op.dec.Kind)
 	if st, _ := d.engine.Status(op.dec.UE); st.HeldSince.Before(s.StartedAt) {
 		// A renewal: min_session counts from the first session of the run,
 		// after a restart too.

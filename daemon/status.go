@@ -64,11 +64,13 @@ type ueView struct {
 	SessionID string    `json:"session_id,omitempty" doc:"the QoD session held"`
 	QoS       string    `json:"qos,omitempty" doc:"its QoS profile"`
 	HeldSince time.Time `json:"session_since,omitzero" doc:"when this run of sessions began: renewals and escalations replace the session, not the run"`
-	ExpiresAt time.Time `json:"expires_at,omitzero" doc:"when the session held runs out unless renewed"`
-	Waiting   string    `json:"waiting,omitempty" doc:"what the UE is waiting for now"`
-	Decision  string    `json:"last_decision,omitempty" doc:"the kind of the last decision"`
-	Reason    string    `json:"reason,omitempty" doc:"its reason, with the values measured"`
-	DecidedAt time.Time `json:"decided_at,omitzero" doc:"when it was made"`
+	// Improvement: issue 10's efficacy, as on qodwatch_session_improvement_ratio.
+	Improvement []improvementView `json:"improvement,omitempty" doc:"while a session is held: per metric of the rule's breach, its value before the session (over the breach for), during it (since its profile was granted, up to the window) and the ratio, how many times better (1: no change)"`
+	ExpiresAt   time.Time         `json:"expires_at,omitzero" doc:"when the session held runs out unless renewed"`
+	Waiting     string            `json:"waiting,omitempty" doc:"what the UE is waiting for now"`
+	Decision    string            `json:"last_decision,omitempty" doc:"the kind of the last decision"`
+	Reason      string            `json:"reason,omitempty" doc:"its reason, with the values measured"`
+	DecidedAt   time.Time         `json:"decided_at,omitzero" doc:"when it was made"`
 	// Decisions are the last few, newest first.
 	Decisions []decisionRecord `json:"decisions,omitempty" doc:"the last decisions, newest first: kind, at, qos, session_id, reason"`
 	Failing   []probeFailure   `json:"failing,omitempty" doc:"the probes that cannot measure now: probe, reason (as on qodwatch_probe_errors_total), text, error, since, last, errors"`
@@ -83,6 +85,23 @@ type ueView struct {
 }
 
 // probeFailure is one failing probe: "tcp: connection refused since 09:14".
+// improvementView is one policy.Improvement, its values as people read
+// them ("no reply" has no JSON number).
+type improvementView struct {
+	Metric string  `json:"metric"`
+	Before string  `json:"before"`
+	During string  `json:"during"`
+	Ratio  float64 `json:"ratio"`
+}
+
+func improvementViews(imps []policy.Improvement) []improvementView {
+	var out []improvementView
+	for _, x := range imps {
+		out = append(out, improvementView{x.Metric, policy.FormatValue(x.Metric, x.Before), policy.FormatValue(x.Metric, x.During), x.Ratio})
+	}
+	return out
+}
+
 type probeFailure struct {
 	Probe  string    `json:"probe"`
 	Reason string    `json:"reason"`
@@ -230,6 +249,9 @@ func (d *Daemon) ueViewOf(now time.Time, st *policy.Status, rule *policy.Rule) u
 	d.mu.Lock()
 	obs := d.observe(st.UE)
 	stale := d.cfg.Guards.StaleAfter
+	if st.HasSession {
+		u.Improvement = improvementViews(d.improvements(st.UE, nil))
+	}
 	d.mu.Unlock()
 	if s, ok := d.mon.Stats(st.UE, now); ok {
 		u.Window, u.Samples = s.Window.Seconds(), s.Samples+s.Lost
@@ -577,7 +599,7 @@ ol.dec{margin:0;padding-left:1.2em}
 <td>{{range .Recover}}<span class="{{holds .}}" title="recover {{.Condition}}">recover {{.Op}} {{.Text}}</span> {{end}}</td></tr>{{end}}</table>
 <span class="small">{{.Samples}} measurements{{if not .LastAt.IsZero}}, last {{age $now .LastAt}} ago{{end}}</span></td>
 <td>{{spark .}}</td>
-<td class="session">{{if .SessionID}}<b>{{.QoS}}</b> <span class="small">{{.SessionID}}</span><br>held for {{age $now .HeldSince}}<span class="small"> (since {{ts .HeldSince}})</span><br><span class="small">ends in {{in $now .ExpiresAt}} unless renewed</span>{{else}}<span class="small">none</span>{{end}}</td>
+<td class="session">{{if .SessionID}}<b>{{.QoS}}</b> <span class="small">{{.SessionID}}</span><br>held for {{age $now .HeldSince}}<span class="small"> (since {{ts .HeldSince}})</span><br><span class="small">ends in {{in $now .ExpiresAt}} unless renewed</span>{{range .Improvement}}<br><span class="small">{{.Metric}} {{printf "%.3g" .Ratio}}× better</span>{{end}}{{else}}<span class="small">none</span>{{end}}</td>
 <td>{{range .Failing}}<div class="failing" title="{{.Error}}">{{.Probe}}: {{.Text}} since {{hm .Since}}<br><span class="small">{{.Errors}} errors; last: {{.Error}}</span></div>{{else}}<span class="small">measuring</span>{{end}}</td>
 <td>{{if .Decisions}}<ol class="dec">{{range .Decisions}}<li><b>{{.Kind}}</b>{{if .QoS}} {{.QoS}}{{end}} <span class="small">{{ts .At}}</span><br><span class="small reason">{{.Reason}}</span></li>{{end}}</ol>{{else if .Decision}}<b>{{.Decision}}</b> <span class="small">{{ts .DecidedAt}}</span><br><span class="small reason">{{.Reason}}</span>{{else}}<span class="small">none yet</span>{{end}}</td>
 </tr>

@@ -134,6 +134,7 @@ const (
 	waitMinSession
 	waitRenewal
 	waitUncertain
+	waitNoImprovement
 )
 
 // wait records why a UE got no decision, formatted only when asked for so
@@ -170,6 +171,9 @@ type ue struct {
 	cooldownUntil  time.Time
 	retryAt        time.Time
 	activeSince    time.Time // first session of this run of renewals: min_session and escalation count from it
+	profileSince   time.Time // when the session's profile was granted: if_no_improvement counts from it
+	futile         bool      // a session ended for not improving: none again until the breach episode ends
+	imps           []Improvement
 	sess           Session
 
 	name            string
@@ -236,7 +240,7 @@ func (e *Engine) SetUE(name string, r *Rule, groups ...string) error {
 	if u.rule.key != r.key {
 		u.breach.reset(len(r.breach.conds))
 		u.recov.reset(len(r.recover.conds))
-		u.blocked, u.noEscalation = false, false
+		u.blocked, u.noEscalation, u.futile = false, false, false
 		u.escalated = u.has && r.escalatesTo(u.sess.QoS)
 	}
 	u.rule = r
@@ -354,7 +358,7 @@ func (e *Engine) step(now time.Time, u *ue, obs *Observation) Decision {
 	case triTrue:
 		u.recov.off()
 	default:
-		u.blocked, u.noEscalation = false, false // the breach episode is over
+		u.blocked, u.noEscalation, u.futile = false, false, false // the breach episode is over
 		rc = u.recov.track(now, &r.recover, obs, e.g.StaleAfter, rMissing)
 		if rc == triUnknown {
 			fresh = false
@@ -394,6 +398,9 @@ func (e *Engine) evalNoSession(now time.Time, u *ue, obs *Observation, b tri) De
 	case u.blocked:
 		u.setState(StateFailed, now)
 		u.wait = wait{code: waitFailed}
+	case u.futile:
+		u.setState(StatePending, now)
+		u.wait = wait{code: waitNoImprovement}
 	case held < r.breach.hold:
 		u.setState(StatePending, now)
 		u.wait = wait{code: waitBreachFor, held: held, need: r.breach.hold, due: u.breach.doneAt(r.breach.hold, r.breach.all)}
@@ -415,7 +422,52 @@ func (e *Engine) evalNoSession(now time.Time, u *ue, obs *Observation, b tri) De
 	return Decision{}
 }
 
+// evalSession decides for a UE holding a session: release on recovery,
+// and, while the breach goes on, end or escalate a session that does not
+// help (if_no_improvement), escalate, renew.
 func (e *Engine) evalSession(now time.Time, u *ue, obs *Observation, b, rc tri, fresh bool) Decision {
+	d, checkAt := e.judge(now, u, obs, b, fresh)
+	if d.Kind != None {
+		return d
+	}
+	d = e.keepSession(now, u, obs, b, rc, fresh)
+	if d.Kind == None && !checkAt.IsZero() && (u.wait.due.IsZero() || checkAt.Before(u.wait.due)) {
+		u.wait.due = checkAt
+	}
+	return d
+}
+
+// judge applies the rule's if_no_improvement: once the session's profile
+// has had After while the breach goes on, and no metric of the breach is
+// MinRatio better than before the session, it escalates (then: escalate,
+// with a stronger profile in the rule not yet tried) or releases the
+// session, and buys none again until the breach episode ends. checkAt is
+// when the judgement comes due (zero: not pending).
+func (e *Engine) judge(now time.Time, u *ue, obs *Observation, b tri, fresh bool) (d Decision, checkAt time.Time) {
+	r := u.rule
+	n := r.NoImprovement
+	if n == nil || u.profileSince.IsZero() || b != triTrue || !fresh || !u.uncertainUntil.IsZero() {
+		return Decision{}, time.Time{}
+	}
+	if at := u.profileSince.Add(n.After); now.Before(at) {
+		return Decision{}, at
+	}
+	u.imps = r.Improvements(&obs.Before, &obs.During, u.imps[:0])
+	if yes, known := helped(u.imps, n.MinRatio); yes || !known {
+		return Decision{}, time.Time{}
+	}
+	why := fmt.Sprintf("no improvement of %g× in %s: %s", n.MinRatio, formatSpan(now.Sub(u.profileSince)), FormatImprovements(u.imps))
+	if n.Escalate && r.Escalate != nil && !u.escalated && !u.noEscalation && e.affords(r.Duration) {
+		d = e.replace(now, u, obs, Escalate, r.Escalate.To, 0)
+		d.Reason = fmt.Sprintf("escalate %s to %s: %s", u.sess.QoS, r.Escalate.To, why)
+		*u.last = d
+		return d, time.Time{}
+	}
+	u.futile = true
+	return e.release(now, u, obs, "release: "+why), time.Time{}
+}
+
+func (e *Engine) keepSession(now time.Time, u *ue, obs *Observation, b, rc tri, fresh bool) Decision {
 	r := u.rule
 	if b == triFalse && rc == triTrue {
 		u.setState(StateRecovering, now)
@@ -618,8 +670,11 @@ func (e *Engine) Opened(now time.Time, name string, s Session) error {
 	switch u.op {
 	case opRequest:
 		// min_session counts on our clock, not the operator's.
-		u.charge, u.activeSince = u.opCharge, now
+		u.charge, u.activeSince, u.profileSince = u.opCharge, now, now
 	case opRenew:
+		if u.opKind == Escalate || u.profileSince.IsZero() {
+			u.profileSince = now // a new profile has its own time to help
+		}
 		if u.has {
 			e.refund(&u.charge, u.sess.ExpiresAt.Sub(now))
 		}
@@ -639,7 +694,7 @@ func (e *Engine) Opened(now time.Time, name string, s Session) error {
 			return fmt.Errorf("session %q opened for ue %q, which already holds session %q: a second session for one UE; end it", s.ID, name, u.sess.ID)
 		}
 		if !u.has {
-			u.charge, u.activeSince = u.uncertainCharge, now
+			u.charge, u.activeSince, u.profileSince = u.uncertainCharge, now, now
 		}
 	}
 	u.sess, u.has = s, true
@@ -762,7 +817,7 @@ func (e *Engine) endSession(now time.Time, u *ue, why EndReason) {
 	u.recov.off()
 	if u.op != opRenew {
 		u.cooldownUntil = now.Add(e.g.Cooldown)
-		u.escalated, u.activeSince = false, time.Time{}
+		u.escalated, u.activeSince, u.profileSince = false, time.Time{}, time.Time{}
 		u.retryAt = time.Time{}
 	}
 }
@@ -786,7 +841,7 @@ func (e *Engine) Adopt(now time.Time, name string, s Session) error {
 		s.StartedAt = now
 	}
 	if !u.has {
-		u.charge, u.activeSince = charge{}, s.StartedAt
+		u.charge, u.activeSince, u.profileSince = charge{}, s.StartedAt, now
 	}
 	u.sess, u.has = s, true
 	u.escalated = u.rule.escalatesTo(s.QoS)
@@ -1001,6 +1056,8 @@ func (e *Engine) describeWait(u *ue) string {
 		return "session renews at " + at(w.until) + " unless recovered"
 	case waitUncertain:
 		return "may hold a session unknown to qodwatch until " + at(w.until)
+	case waitNoImprovement:
+		return "the last session did not improve the UE (if_no_improvement); none is bought until the breach ends"
 	}
 	return ""
 }

@@ -36,6 +36,11 @@ type Observation struct {
 	// Prom holds the prometheus-source metrics by name (the NAME in a
 	// condition "prom.NAME > 3"). A missing key, or a NaN value, is no data.
 	Prom map[string]PromSample
+	// Before and During are, while the UE holds a session, its figures
+	// over the breach `for` before the session was requested and since its
+	// profile was granted (up to the window); empty otherwise, or when not
+	// known (a session adopted at start). Read by if_no_improvement.
+	Before, During Figures
 }
 
 // LatencyStats are the statistics of the latency probes (icmp, tcp, http)

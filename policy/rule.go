@@ -21,6 +21,9 @@ type RuleSpec struct {
 	// OnMissingData overrides Guards.OnMissingData for this rule: "hold",
 	// "breach", or "" to inherit.
 	OnMissingData string `yaml:"on_missing_data,omitempty"`
+	// IfNoImprovement ends (or escalates) a session that has not made the
+	// UE better after a while (see efficacy.go).
+	IfNoImprovement *NoImprovementSpec `yaml:"if_no_improvement,omitempty"`
 }
 
 // CondSpec is a list of conditions such as "latency_p95 > 80ms" that must
@@ -137,6 +140,7 @@ type Rule struct {
 	Duration      time.Duration
 	Escalate      *Escalation // nil: no escalation
 	OnMissingData MissingData
+	NoImprovement *NoImprovement // nil: a session is judged by recovery only
 
 	breach, recover condSet
 	key             string // canonical form: equal keys mean equal behaviour
@@ -156,6 +160,9 @@ func (r *Rule) String() string {
 	s := fmt.Sprintf("%s: breach %s; recover %s; %s for %s", r.Name, r.breach.String(), r.recover.String(), r.QoS, r.Duration)
 	if r.Escalate != nil {
 		s += fmt.Sprintf("; escalate to %s after %s", r.Escalate.To, r.Escalate.After)
+	}
+	if r.NoImprovement != nil {
+		s += "; " + r.NoImprovement.String()
 	}
 	return s
 }
@@ -180,6 +187,9 @@ func (r *Rule) Metrics() []string {
 func (r *Rule) Spans() (breach, recover time.Duration) {
 	return r.breach.span(), r.recover.span()
 }
+
+// BreachFor is the breach list's `for`.
+func (r *Rule) BreachFor() time.Duration { return r.breach.hold }
 
 // ReadsWindow tells whether a list of the rule reads Observation.Window
 // (over: window); for other rules it may be left empty.
@@ -247,6 +257,10 @@ func (p Profiles) CompileRule(name string, spec RuleSpec) (*Rule, error) {
 
 	if e := spec.Escalate; e != nil {
 		r.Escalate = compileEscalation(p, spec.QoS, *e, bad)
+	}
+
+	if n := spec.IfNoImprovement; n != nil {
+		r.NoImprovement = compileNoImprovement(*n, bad)
 	}
 
 	if m, ok := parseMissing(spec.OnMissingData); ok {
@@ -491,6 +505,13 @@ func MergeRuleSpec(base, override RuleSpec) RuleSpec {
 	}
 	if override.OnMissingData != "" {
 		out.OnMissingData = override.OnMissingData
+	}
+	if override.IfNoImprovement != nil {
+		n := *override.IfNoImprovement
+		out.IfNoImprovement = &n
+	} else if base.IfNoImprovement != nil {
+		n := *base.IfNoImprovement
+		out.IfNoImprovement = &n
 	}
 	switch o := override.Escalate; {
 	case o == nil:
