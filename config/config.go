@@ -161,6 +161,29 @@ type Web struct {
 	// for plain HTTP. Check its content with exporter-toolkit's
 	// web.Validate.
 	ConfigFile string
+	// PerUEMetrics is "auto", "on" or "off": whether /metrics has the
+	// per-UE series of every UE, or only of the UEs holding a session or
+	// whose request failed (the fleet families are always there). auto is
+	// on up to PerUEMetricsAutoMax UEs (issue 13).
+	PerUEMetrics string
+}
+
+// PerUEMetricsAutoMax is the largest fleet whose per-UE series web.per_ue_metrics:
+// auto keeps: at 10,000 UEs /metrics is 7–16 MB (0.75–1.6 KB and ~15 series
+// a UE, by probe kinds), about what one Prometheus target comfortably
+// scrapes in seconds; above it the fleet families say what a dashboard of
+// 100,000 lines could not.
+const PerUEMetricsAutoMax = 10000
+
+// PerUE reports whether /metrics has the per-UE series of every one of n UEs.
+func (w Web) PerUE(n int) bool {
+	switch w.PerUEMetrics {
+	case "on":
+		return true
+	case "off":
+		return false
+	}
+	return n <= PerUEMetricsAutoMax
 }
 
 // Log configures log/slog.

@@ -59,8 +59,9 @@ type rawNotifications struct {
 }
 
 type rawWeb struct {
-	Listen     string `yaml:"listen"`
-	ConfigFile string `yaml:"config_file"`
+	Listen       string `yaml:"listen"`
+	ConfigFile   string `yaml:"config_file"`
+	PerUEMetrics string `yaml:"per_ue_metrics"`
 }
 
 type rawLog struct {

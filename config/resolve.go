@@ -528,7 +528,8 @@ func sameListen(a, b string) bool {
 }
 
 func (r *resolver) web(w rawWeb) Web {
-	out := Web{Listen: r.listenAddr("web.listen", w.Listen, defaultWebListen)}
+	out := Web{Listen: r.listenAddr("web.listen", w.Listen, defaultWebListen),
+		PerUEMetrics: r.oneOf("web.per_ue_metrics", "a per-UE metrics mode", w.PerUEMetrics, "auto", "auto", "on", "off")}
 	if w.ConfigFile != "" {
 		out.ConfigFile = r.filePath("web.config_file", w.ConfigFile)
 		// Its content is checked by exporter-toolkit's web.Validate, which

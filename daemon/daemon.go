@@ -247,6 +247,7 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.mon = mon
+	mon.SelectUEs(d.metricsUEs)
 	ues, err := monitorUEs(cfg)
 	if err != nil {
 		return nil, err
@@ -728,7 +729,10 @@ func (d *Daemon) apply(cfg *config.Config) (ReloadReport, error) {
 	}
 	// The running daemon keeps what it was built with, so the next reload
 	// still reports the difference and status and logs tell the truth.
+	// web.per_ue_metrics is read at each scrape: it applies at once.
+	perUE := cfg.Web.PerUEMetrics
 	cfg.Web, cfg.Log, cfg.Notifications = old.Web, old.Log, old.Notifications
+	cfg.Web.PerUEMetrics = perUE
 	var api SessionAPI
 	if d.opts.API == nil && !cfg.DryRun && !reflect.DeepEqual(cfg.API, old.API) {
 		c, err := NewClient(cfg.API)

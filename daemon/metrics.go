@@ -40,6 +40,9 @@ type metrics struct {
 	budgetLimit *prometheus.Desc
 	buildInfo   *prometheus.Desc
 	improvement *prometheus.Desc
+	perProfile  *prometheus.Desc
+	perGroup    *prometheus.Desc
+	perUE       *prometheus.Desc
 }
 
 func newMetrics(d *Daemon) *metrics {
@@ -84,6 +87,12 @@ func newMetrics(d *Daemon) *metrics {
 			"The daily budget of session time; 0 when unlimited.", nil, nil),
 		improvement: prometheus.NewDesc("qodwatch_session_improvement_ratio",
 			"For a UE holding a session, how many times better each metric of its rule's breach is since the session's profile was granted than over the breach before it (1: no change, 2: twice as good; 0.001..1000). Absent for sessions adopted at start.", []string{"metric", "ue"}, nil),
+		perProfile: prometheus.NewDesc("qodwatch_sessions_per_profile",
+			"QoD sessions held (or being renewed or released), by QoS profile.", []string{"qos"}, nil),
+		perGroup: prometheus.NewDesc("qodwatch_sessions_per_group",
+			"QoD sessions held, asked for or possibly held, by group of UEs (as max_sessions_per_group counts them).", []string{"group"}, nil),
+		perUE: prometheus.NewDesc("qodwatch_metrics_per_ue",
+			"Whether /metrics has the per-UE series of every UE (1) or only of the UEs holding or asking for a session or whose request failed (0); web.per_ue_metrics.", nil, nil),
 		buildInfo: prometheus.NewDesc("qodwatch_build_info",
 			"Build information; always 1.", []string{"version", "goversion"}, nil),
 		evaluations: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -186,7 +195,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, c := range m.counters() {
 		c.Describe(ch)
 	}
-	for _, d := range []*prometheus.Desc{m.ueState, m.threshold, m.ueSession, m.byState, m.held, m.budgetUsed, m.budgetLimit, m.buildInfo, m.improvement} {
+	for _, d := range []*prometheus.Desc{m.ueState, m.threshold, m.ueSession, m.byState, m.held, m.budgetUsed, m.budgetLimit, m.buildInfo, m.improvement,
+		m.perProfile, m.perGroup, m.perUE} {
 		ch <- d
 	}
 }
@@ -214,6 +224,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
+	all := d.cfg.Web.PerUE(len(d.cfg.UEs))
 	d.mu.Unlock()
 	for i, x := range imps {
 		ch <- prometheus.MustNewConstMetric(m.improvement, prometheus.GaugeValue, x.Ratio, x.Metric, impUE[i])
@@ -229,8 +240,15 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	count := map[policy.State]int{}
+	profiles := map[string]int{}
 	for _, st := range briefs {
 		count[st.State]++
+		if st.QoS != "" {
+			profiles[st.QoS]++
+		}
+		if !all && !keepPerUE(st) {
+			continue
+		}
 		rule := ruleOf[st.UE]
 		if rule == "" {
 			rule = st.Rule // removed from the config, session still held
@@ -241,10 +259,42 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range policy.States() {
 		ch <- prometheus.MustNewConstMetric(m.byState, prometheus.GaugeValue, float64(count[s]), s.String())
 	}
+	for qos, n := range profiles {
+		ch <- prometheus.MustNewConstMetric(m.perProfile, prometheus.GaugeValue, float64(n), qos)
+	}
+	for g, n := range usage.PerGroup {
+		ch <- prometheus.MustNewConstMetric(m.perGroup, prometheus.GaugeValue, float64(n), g)
+	}
+	ch <- prometheus.MustNewConstMetric(m.perUE, prometheus.GaugeValue, boolFloat(all))
 	ch <- prometheus.MustNewConstMetric(m.held, prometheus.GaugeValue, float64(usage.Sessions))
 	ch <- prometheus.MustNewConstMetric(m.budgetUsed, prometheus.GaugeValue, usage.BudgetUsed.Seconds())
 	ch <- prometheus.MustNewConstMetric(m.budgetLimit, prometheus.GaugeValue, usage.DailyBudget.Seconds())
 	ch <- prometheus.MustNewConstMetric(m.buildInfo, prometheus.GaugeValue, 1, Version(), runtime.Version())
+}
+
+// keepPerUE picks the UEs whose per-UE series /metrics keeps when
+// web.per_ue_metrics leaves the others out: those holding or asking for a
+// session, or whose request failed. They are few (max_sessions bounds the
+// first two), they cost money, and QodwatchUERequestFailing names them.
+func keepPerUE(b policy.Brief) bool {
+	return b.HasSession || b.State == policy.StateFailed || b.State == policy.StateRequesting
+}
+
+// metricsUEs is the monitor's selector (monitor.SelectUEs): nil while
+// /metrics has every UE's series, else keepPerUE's UEs.
+func (d *Daemon) metricsUEs() func(ue string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cfg.Web.PerUE(len(d.cfg.UEs)) {
+		return nil
+	}
+	keep := map[string]bool{}
+	for _, b := range d.engine.Briefs(make([]policy.Brief, 0, len(d.cfg.UEs))) {
+		if keepPerUE(b) {
+			keep[b.UE] = true
+		}
+	}
+	return func(ue string) bool { return keep[ue] }
 }
 
 func boolFloat(b bool) float64 {

@@ -9,7 +9,8 @@ import (
 
 // BenchmarkMetrics scrapes /metrics of a daemon with 10,000 and 100,000
 // UEs: fresh (no UE measured yet, 10,000 only) and with full windows,
-// plain and gzipped as Prometheus asks. It reports the time and size of a
+// plain and gzipped as Prometheus asks; web.per_ue_metrics auto (on at
+// 10,000, off at 100,000) and on at 100,000. It reports the time and size of a
 // scrape and the bytes per UE: what a Prometheus stores per scrape
 // (issue 13: /metrics for 100,000 UEs ≤ 200 ms, a size a Prometheus can
 // scrape).
@@ -20,12 +21,13 @@ func BenchmarkMetrics(b *testing.B) {
 		n       int
 		samples int
 		name    string
-	}{{10000, 0, "fresh"}, {10000, 10, "measured"}, {100000, 10, "measured"}} {
+		perUE   string // web.per_ue_metrics
+	}{{10000, 0, "fresh", "auto"}, {10000, 10, "measured", "auto"}, {100000, 10, "measured", "auto"}, {100000, 10, "measured", "on"}} {
 		var d interface{ Handler() http.Handler }
 		for _, enc := range []string{"identity", "gzip"} {
-			b.Run(fmt.Sprintf("ues=%d/%s/%s", c.n, c.name, enc), func(b *testing.B) {
+			b.Run(fmt.Sprintf("ues=%d/%s/per_ue=%s/%s", c.n, c.name, c.perUE, enc), func(b *testing.B) {
 				if d == nil { // one daemon for both encodings: 100,000 UEs take a while to set up
-					d = tcpBenchDaemonWindow(b, c.n, c.samples, "1h", "api: {base_url: \"http://127.0.0.1:1/qod/v1\", auth: {type: none}}",
+					d = tcpBenchDaemonWindow(b, c.n, c.samples, "1h", "web: {per_ue_metrics: "+c.perUE+"}\napi: {base_url: \"http://127.0.0.1:1/qod/v1\", auth: {type: none}}",
 						`{any: ["latency_p95 > 80ms", "loss > 2%"], for: 5s}`, `{all: ["latency_p95 < 40ms", "loss < 1%"], for: 5s}`)
 				}
 				h := d.Handler()

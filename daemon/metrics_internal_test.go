@@ -10,10 +10,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/qodwatch/qodwatch/config"
+	"github.com/qodwatch/qodwatch/policy"
 	"github.com/qodwatch/qodwatch/qodclient"
 )
 
@@ -149,5 +151,96 @@ func TestOutcomesAreKnown(t *testing.T) {
 		if o := outcome(err); !slices.Contains(apiOutcomes, o) {
 			t.Errorf("outcome(%v) = %q, not in apiOutcomes", err, o)
 		}
+	}
+}
+
+// TestPerUEMetrics: web.per_ue_metrics off leaves out the per-UE series of
+// UEs that neither hold a session nor failed to get one, keeps the ones
+// that do, and the fleet families count every UE; auto is on for a small
+// fleet (issue 13).
+func TestPerUEMetrics(t *testing.T) {
+	for _, mode := range []string{"off", "auto"} {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			file := filepath.Join(dir, "c.yaml")
+			y := fmt.Sprintf(`api: {base_url: "http://127.0.0.1:1/qod/v1", auth: {type: none}}
+web: {per_ue_metrics: %s}
+defaults: {application_server: {ipv4: 203.0.113.10}, window: 1h, rule: fast, group: cams, probes: [{tcp: {address: "127.0.0.1:1", interval: 1h}}]}
+ues:
+  - {name: ue-1, ipv4: 10.0.0.1}
+  - {name: ue-2, ipv4: 10.0.0.2}
+  - {name: ue-3, ipv4: 10.0.0.3}
+rules:
+  fast:
+    breach: {any: ["latency_p95 > 80ms"], for: 5s}
+    recover: {all: ["latency_p95 < 40ms"], for: 5s}
+    duration: 10m
+    qos: QOS_E
+state_dir: %q
+`, mode, filepath.Join(dir, "state"))
+			if err := os.WriteFile(file, []byte(y), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Load(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := New(Options{Config: cfg, ConfigFile: file, API: noAPI{}, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			now := d.now()
+			d.mu.Lock()
+			err = d.engine.Adopt(now, "ue-2", policy.Session{ID: "s-1", QoS: "QOS_E", ExpiresAt: now.Add(time.Hour)})
+			d.mu.Unlock()
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantUEs := []string{"ue=ue-2"}
+			perUE := "0"
+			if mode == "auto" {
+				wantUEs, perUE = []string{"ue=ue-1", "ue=ue-2", "ue=ue-3"}, "1"
+			}
+			for _, name := range []string{"qodwatch_ue_session_active", "qodwatch_window_last_sample_timestamp_seconds", "qodwatch_ue_info"} {
+				var ues []string
+				for _, s := range series(t, d, name) {
+					for _, l := range strings.Split(strings.Fields(s)[0], ",") {
+						if strings.HasPrefix(l, "ue=") {
+							ues = append(ues, l)
+						}
+					}
+				}
+				if !slices.Equal(ues, wantUEs) {
+					t.Errorf("%s has %q, want %q", name, ues, wantUEs)
+				}
+			}
+			for name, want := range map[string][]string{
+				"qodwatch_metrics_per_ue":           {" " + perUE},
+				"qodwatch_ues":                      {" 3"},
+				"qodwatch_fleet_ues_never_measured": {" 3"},
+				"qodwatch_sessions_per_profile":     {"qos=QOS_E 1"},
+				"qodwatch_sessions_per_group":       {"group=cams 1"},
+				"qodwatch_policy_ues":               {"state=idle 2"},
+			} {
+				got := series(t, d, name)
+				for _, w := range want {
+					if !slices.Contains(got, w) {
+						t.Errorf("%s lacks %q; has %q", name, w, got)
+					}
+				}
+			}
+			// A reload applies the setting at once (no restart).
+			if err := os.WriteFile(file, []byte(strings.Replace(y, "per_ue_metrics: "+mode, "per_ue_metrics: on", 1)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := d.ReloadReport()
+			if err != nil || len(rep.Restart) != 0 {
+				t.Fatalf("reload: %v, restart %q", err, rep.Restart)
+			}
+			if got := series(t, d, "qodwatch_ue_session_active"); len(got) != 3 {
+				t.Errorf("after a reload to on: %q", got)
+			}
+		})
 	}
 }

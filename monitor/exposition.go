@@ -256,6 +256,33 @@ func (t *textWriter) histogram(f *family, h *rttHistogram, l0, l1 string) {
 	t.flush(append(b, '\n'))
 }
 
+func (t *textWriter) fleetHistogram(f *family, h *fleetHistogram) {
+	t.begin(f)
+	var cum uint64
+	b := t.buf[:0]
+	for i, ub := range h.bounds {
+		cum += h.counts[i]
+		b = append(b, f.name...)
+		b = append(b, `_bucket{le="`...)
+		b = appendValue(b, ub)
+		b = append(b, `"} `...)
+		b = strconv.AppendUint(b, cum, 10)
+		b = append(b, '\n')
+	}
+	b = append(b, f.name...)
+	b = append(b, `_bucket{le="+Inf"} `...)
+	b = strconv.AppendUint(b, h.count, 10)
+	b = append(b, '\n')
+	b = append(b, f.name...)
+	b = append(b, "_sum "...)
+	b = appendValue(b, h.sum)
+	b = append(b, '\n')
+	b = append(b, f.name...)
+	b = append(b, "_count "...)
+	b = strconv.AppendUint(b, h.count, 10)
+	t.flush(append(b, '\n'))
+}
+
 func (t *textWriter) info(f *family, names, values []string) {
 	t.begin(f)
 	b := append(t.buf[:0], f.name...)

@@ -47,9 +47,13 @@ func awkwardMonitor(t *testing.T, histogram bool) *Monitor {
 // client_golang's registry makes of Collect: same families, help, types,
 // series and values.
 func TestWriteMetricsEqualsCollect(t *testing.T) {
-	for _, hist := range []bool{false, true} {
-		t.Run(fmt.Sprintf("histogram=%t", hist), func(t *testing.T) {
+	for _, c := range []struct{ hist, selected bool }{{false, false}, {true, false}, {true, true}} {
+		hist := c.hist
+		t.Run(fmt.Sprintf("histogram=%t/selected=%t", hist, c.selected), func(t *testing.T) {
 			m := awkwardMonitor(t, hist)
+			if c.selected {
+				m.SelectUEs(func() func(string) bool { return func(ue string) bool { return ue == "cam-7" } })
+			}
 			reg := prometheus.NewPedanticRegistry()
 			reg.MustRegister(m)
 			want, err := reg.Gather()

@@ -62,12 +62,33 @@ type sink interface {
 	// sample3 is sample for the families with three labels.
 	sample3(f *family, v float64, l0, l1, l2 string)
 	histogram(f *family, h *rttHistogram, l0, l1 string)
+	// fleetHistogram is a histogram without labels.
+	fleetHistogram(f *family, h *fleetHistogram)
 	// info is qodwatch_ue_info, whose label names follow the config.
 	info(f *family, names, values []string)
 }
 
 // families are sorted by name, the order of the text format's output.
+// The qodwatch_fleet_ ones cover every UE; the others with a ue label only
+// the UEs SelectUEs picks.
 var families = []*family{
+	{name: "qodwatch_fleet_ues_never_measured", kind: gauge,
+		help: "UEs whose probes never measured since they were added (their last sample is 0).",
+		write: func(sc *scrape, f *family, out sink) {
+			out.sample(f, float64(sc.fleet.neverMeasured), "", "")
+		}},
+	{name: "qodwatch_fleet_window_last_sample_age_seconds", kind: histogram,
+		help:  "Age of each measured UE's last sample, across UEs (a UE never measured is left out: qodwatch_fleet_ues_never_measured).",
+		write: func(sc *scrape, f *family, out sink) { out.fleetHistogram(f, &sc.fleet.age) }},
+	{name: "qodwatch_fleet_window_latency_p95_seconds", kind: histogram,
+		help:  "95th percentile round trip of each UE's window, across the UEs with answers in their window.",
+		write: func(sc *scrape, f *family, out sink) { out.fleetHistogram(f, &sc.fleet.p95) }},
+	{name: "qodwatch_fleet_window_loss_ratio", kind: histogram,
+		help:  "Loss ratio of each UE's window, across the UEs with measurements in their window.",
+		write: func(sc *scrape, f *family, out sink) { out.fleetHistogram(f, &sc.fleet.loss) }},
+	{name: "qodwatch_fleet_window_throughput_bytes_per_second", kind: histogram,
+		help:  "Mean throughput of each UE's window, across the UEs with throughput samples in their window.",
+		write: func(sc *scrape, f *family, out sink) { out.fleetHistogram(f, &sc.fleet.tput) }},
 	{name: "qodwatch_icmp_dropped_results_total", kind: counter,
 		help: "ICMP results dropped because they overlapped a throughput run of their UE.",
 		write: func(sc *scrape, f *family, out sink) {
@@ -249,7 +270,7 @@ var families = []*family{
 	{name: "qodwatch_ues", kind: gauge,
 		help: "Number of UEs being watched.",
 		write: func(sc *scrape, f *family, out sink) {
-			out.sample(f, float64(len(sc.ues)), "", "")
+			out.sample(f, float64(sc.total), "", "")
 		}},
 	{name: "qodwatch_window_jitter_seconds", kind: gauge, labels: labelsUE,
 		help:  "RFC 3550 jitter of the UE's round trips.",
@@ -349,8 +370,10 @@ func withLatency(value func(w *winFigures) float64) func(*scrape, *family, sink)
 // family by family under each UE's lock, so a scrape holds little more
 // than the window figures (72 bytes a UE).
 type scrape struct {
-	ues        []*ueState   // sorted by name
+	ues        []*ueState   // sorted by name; those SelectUEs picks
 	win        []winFigures // the figures of ues[i]'s window
+	total      int          // UEs in all
+	fleet      fleetFigures // over all UEs
 	infoLabels []string
 	histograms bool
 	skipped    [numKinds]uint64
@@ -370,7 +393,8 @@ type winFigures struct {
 // scrape reads the window of every UE as of now.
 func (m *Monitor) scrape(now time.Time) *scrape {
 	set := m.set.Load()
-	sc := &scrape{ues: set.sorted, win: make([]winFigures, len(set.sorted)), infoLabels: set.infoLabels, histograms: m.opts.RTTHistogram}
+	sc := &scrape{ues: set.sorted, win: make([]winFigures, len(set.sorted)), total: len(set.sorted),
+		fleet: newFleetFigures(), infoLabels: set.infoLabels, histograms: m.opts.RTTHistogram}
 	for k := range numKinds {
 		sc.skipped[k] = m.skipped[k].Load()
 	}
@@ -390,7 +414,9 @@ func (m *Monitor) scrape(now time.Time) *scrape {
 		if !s.LastSample.IsZero() {
 			sc.win[i].last = s.LastSample.UnixNano()
 		}
+		sc.fleet.add(&sc.win[i], now)
 	}
+	m.selectUEs(sc)
 	return sc
 }
 
@@ -454,6 +480,16 @@ func (c *collectSink) histogram(f *family, h *rttHistogram, l0, l1 string) {
 		buckets[ub] = cum
 	}
 	c.ch <- prometheus.MustNewConstHistogram(f.desc, h.count, h.sum, buckets, l0, l1)
+}
+
+func (c *collectSink) fleetHistogram(f *family, h *fleetHistogram) {
+	buckets := make(map[float64]uint64, len(h.bounds))
+	var cum uint64
+	for i, ub := range h.bounds {
+		cum += h.counts[i]
+		buckets[ub] = cum
+	}
+	c.ch <- prometheus.MustNewConstHistogram(f.desc, h.count, h.sum, buckets)
 }
 
 func (c *collectSink) info(f *family, names, values []string) {

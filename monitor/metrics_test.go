@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 )
 
@@ -215,4 +216,72 @@ func render(g prometheus.Gatherer, buf *bytes.Buffer) error {
 		}
 	}
 	return nil
+}
+
+// TestFleetFamiliesCoverEveryUE: with SelectUEs picking one UE, the per-UE
+// families have that UE's series only, while qodwatch_ues and the fleet
+// histograms count every UE (issue 13: 100,000 UEs watched without their
+// per-UE series).
+func TestFleetFamiliesCoverEveryUE(t *testing.T) {
+	m := metricsMonitor(t, false)
+	picks := 0
+	m.SelectUEs(func() func(string) bool {
+		picks++
+		return func(ue string) bool { return ue == "cam-7" }
+	})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(m)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if picks != 1 {
+		t.Errorf("selector called %d times in a scrape, want once", picks)
+	}
+	got := map[string]*dto.MetricFamily{}
+	for _, mf := range mfs {
+		got[mf.GetName()] = mf
+	}
+	for _, mf := range mfs {
+		for _, s := range mf.Metric {
+			for _, l := range s.Label {
+				if l.GetName() == "ue" && l.GetValue() != "cam-7" {
+					t.Errorf("%s has a series of %s, not selected", mf.GetName(), l.GetValue())
+				}
+			}
+		}
+	}
+	if v := got["qodwatch_ues"].Metric[0].GetGauge().GetValue(); v != 2 {
+		t.Errorf("qodwatch_ues = %v, want 2", v)
+	}
+	// cam-7: p95 40 ms, loss 0.2, 2.5 MB/s; robot-2: no round trips yet,
+	// a prometheus value 1 s old.
+	for _, c := range []struct {
+		name  string
+		count uint64
+		le    float64 // the smallest bucket holding every observation
+	}{
+		{"qodwatch_fleet_window_latency_p95_seconds", 1, 0.05},
+		{"qodwatch_fleet_window_loss_ratio", 1, 0.25},
+		{"qodwatch_fleet_window_throughput_bytes_per_second", 1, 2.5e6},
+		{"qodwatch_fleet_window_last_sample_age_seconds", 2, 5},
+	} {
+		mf := got[c.name]
+		if mf == nil {
+			t.Errorf("%s missing", c.name)
+			continue
+		}
+		h := mf.Metric[0].GetHistogram()
+		if h.GetSampleCount() != c.count {
+			t.Errorf("%s count = %d, want %d", c.name, h.GetSampleCount(), c.count)
+		}
+		for _, b := range h.Bucket {
+			if full := b.GetCumulativeCount() == c.count; full != (b.GetUpperBound() >= c.le) {
+				t.Errorf("%s bucket le=%v holds %d of %d", c.name, b.GetUpperBound(), b.GetCumulativeCount(), c.count)
+			}
+		}
+	}
+	if v := got["qodwatch_fleet_ues_never_measured"].Metric[0].GetGauge().GetValue(); v != 0 {
+		t.Errorf("never measured = %v, want 0", v)
+	}
 }

@@ -95,6 +95,8 @@ type Monitor struct {
 
 	fleet   *fleetRTT            // with Options.FleetRTTHistogram only
 	selfReg *prometheus.Registry // the Monitor alone, for protobuf scrapes
+
+	selector atomic.Pointer[func() func(ue string) bool] // SelectUEs
 }
 
 // ueSet is an immutable snapshot of the UEs; Record reads it without locks.

@@ -6,7 +6,8 @@ type Brief struct {
 	Rule       string // the rule's name
 	State      State
 	HasSession bool
-	Removed    bool // removed from the config; kept until its session is gone
+	QoS        string // the held session's profile; "" without one
+	Removed    bool   // removed from the config; kept until its session is gone
 }
 
 // Briefs appends the brief of every UE Statuses lists, in the same order,
@@ -17,7 +18,11 @@ type Brief struct {
 func (e *Engine) Briefs(dst []Brief) []Brief {
 	for _, u := range e.list {
 		if !u.gone {
-			dst = append(dst, Brief{UE: u.name, Rule: u.rule.Name, State: u.state, HasSession: u.has, Removed: u.removed})
+			b := Brief{UE: u.name, Rule: u.rule.Name, State: u.state, HasSession: u.has, Removed: u.removed}
+			if u.has {
+				b.QoS = u.sess.QoS
+			}
+			dst = append(dst, b)
 		}
 	}
 	return dst

@@ -864,7 +864,11 @@ func TestBriefsAreStatusesInBrief(t *testing.T) {
 	h.e.RemoveUE(h.now, "b")
 	var want []Brief
 	for _, s := range h.e.Statuses(nil) {
-		want = append(want, Brief{UE: s.UE, Rule: s.Rule, State: s.State, HasSession: s.HasSession, Removed: s.Removed})
+		b := Brief{UE: s.UE, Rule: s.Rule, State: s.State, HasSession: s.HasSession, Removed: s.Removed}
+		if s.HasSession {
+			b.QoS = s.Session.QoS
+		}
+		want = append(want, b)
 	}
 	got := h.e.Briefs(nil)
 	if !reflect.DeepEqual(got, want) {
