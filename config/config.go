@@ -260,6 +260,7 @@ type Probe struct {
 	Kind     string
 	Interval time.Duration
 	Timeout  time.Duration // per packet (icmp), per attempt (others)
+	TOS      uint8         // IP TOS / traffic class of the probe's packets (dscp << 2); 0: unmarked
 
 	// icmp
 	Packets int           // per interval

@@ -33,18 +33,28 @@ type rawICMP struct {
 	Spacing  string `yaml:"spacing"`
 	Timeout  string `yaml:"timeout"`
 	Source   string `yaml:"source"`
+	DSCP     *int   `yaml:"dscp"`
+	TOS      *int   `yaml:"tos"`
 }
+
+// marking is a probe's optional packet mark: dscp (0..63) or the whole
+// tos byte (0..255), so the probe sees the queue the boosted traffic sees.
+type marking struct{ DSCP, TOS *int }
 
 type rawTCP struct {
 	Address  string `yaml:"address"`
 	Interval string `yaml:"interval"`
 	Timeout  string `yaml:"timeout"`
+	DSCP     *int   `yaml:"dscp"`
+	TOS      *int   `yaml:"tos"`
 }
 
 type rawHTTP struct {
 	URL      string `yaml:"url"`
 	Interval string `yaml:"interval"`
 	Timeout  string `yaml:"timeout"`
+	DSCP     *int   `yaml:"dscp"`
+	TOS      *int   `yaml:"tos"`
 }
 
 type rawThroughput struct {
@@ -53,6 +63,8 @@ type rawThroughput struct {
 	MaxBytes  string `yaml:"max_bytes"`
 	MaxTime   string `yaml:"max_time"`
 	Direction string `yaml:"direction"`
+	DSCP      *int   `yaml:"dscp"`
+	TOS       *int   `yaml:"tos"`
 }
 
 type rawPrometheus struct {
@@ -155,6 +167,31 @@ func (r *resolver) probe(raw rawProbe, ue *ueFields) (Probe, bool) {
 			r.d.errorAt(at("timeout"), "%s is longer than the interval %s", fmtDuration(t), fmtDuration(p.Interval))
 		}
 		return t
+	}
+	var mk *marking
+	switch raw.kind {
+	case ProbeICMP:
+		mk = &marking{raw.icmp.DSCP, raw.icmp.TOS}
+	case ProbeTCP:
+		mk = &marking{raw.tcp.DSCP, raw.tcp.TOS}
+	case ProbeHTTP:
+		mk = &marking{raw.http.DSCP, raw.http.TOS}
+	case ProbeThroughput:
+		mk = &marking{raw.throughput.DSCP, raw.throughput.TOS}
+	}
+	if mk != nil {
+		switch {
+		case mk.DSCP != nil && mk.TOS != nil:
+			r.d.errorAt(at("tos"), "give dscp or tos, not both (dscp is the upper six bits of tos)")
+		case mk.DSCP != nil && (*mk.DSCP < 0 || *mk.DSCP > 63):
+			r.d.errorAt(at("dscp"), "%d is outside 0..63", *mk.DSCP)
+		case mk.DSCP != nil:
+			p.TOS = uint8(*mk.DSCP << 2)
+		case mk.TOS != nil && (*mk.TOS < 0 || *mk.TOS > 255):
+			r.d.errorAt(at("tos"), "%d is outside 0..255", *mk.TOS)
+		case mk.TOS != nil:
+			p.TOS = uint8(*mk.TOS)
+		}
 	}
 	switch raw.kind {
 	case ProbeICMP:

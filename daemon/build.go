@@ -122,13 +122,13 @@ func monitorProbe(p config.Probe) (monitor.Probe, error) {
 			}
 			src = a
 		}
-		return monitor.ICMP{Interval: p.Interval, Packets: p.Packets, Spacing: p.Spacing, Timeout: p.Timeout, Source: src}, nil
+		return monitor.ICMP{Interval: p.Interval, Packets: p.Packets, Spacing: p.Spacing, Timeout: p.Timeout, Source: src, TOS: p.TOS}, nil
 	case config.ProbeTCP:
-		return monitor.TCP{Address: p.Address, Interval: p.Interval, Timeout: p.Timeout}, nil
+		return monitor.TCP{Address: p.Address, Interval: p.Interval, Timeout: p.Timeout, TOS: p.TOS}, nil
 	case config.ProbeHTTP:
-		return monitor.HTTP{URL: p.URL, Interval: p.Interval, Timeout: p.Timeout}, nil
+		return monitor.HTTP{URL: p.URL, Interval: p.Interval, Timeout: p.Timeout, TOS: p.TOS}, nil
 	case config.ProbeThroughput:
-		return monitor.Throughput{URL: p.URL, Interval: p.Interval, MaxBytes: p.MaxBytes, MaxTime: p.MaxTime, Upload: p.Upload}, nil
+		return monitor.Throughput{URL: p.URL, Interval: p.Interval, MaxBytes: p.MaxBytes, MaxTime: p.MaxTime, Upload: p.Upload, TOS: p.TOS}, nil
 	case config.ProbePrometheus:
 		return monitor.Prometheus{Name: p.Metric, ServerURL: p.Server, Query: p.Query, Interval: p.Interval, Timeout: p.Timeout}, nil
 	}

@@ -3,6 +3,8 @@ package monitor
 import (
 	"net"
 	"net/http"
+	"sync"
+	"syscall"
 	"time"
 )
 
@@ -23,28 +25,64 @@ type env struct {
 	uploadClient *http.Client
 	// apiClient talks to Prometheus servers, keeping connections.
 	apiClient *http.Client
+	byTOS     sync.Map // uint8 -> *marked
 }
+
+// marked is a probe's dialer and HTTP clients with their packets' IP
+// TOS / traffic class set to tos (issue 10: probes see the queue the
+// boosted traffic sees).
+type marked struct {
+	dialer              *net.Dialer
+	probe, bulk, upload *http.Client
+}
+
+// marked returns the dialer and clients for tos: the env's own for 0.
+func (e *env) marked(tos uint8) *marked {
+	if tos == 0 {
+		return &marked{e.dialer, e.probeClient, e.bulkClient, e.uploadClient}
+	}
+	if m, ok := e.byTOS.Load(tos); ok {
+		return m.(*marked)
+	}
+	mark := func(network, address string, c syscall.RawConn) error { return setTOS(network, c, int(tos)) }
+	d := &net.Dialer{Control: mark}
+	lowat := &net.Dialer{Control: func(network, address string, c syscall.RawConn) error {
+		if err := mark(network, address, c); err != nil {
+			return err
+		}
+		return limitUnsent(network, address, c)
+	}}
+	m := &marked{dialer: d,
+		probe:  &http.Client{Transport: noReuse(e.resolver, d), CheckRedirect: noRedirect},
+		bulk:   &http.Client{Transport: noReuse(e.resolver, d), CheckRedirect: noRedirect},
+		upload: &http.Client{Transport: noReuse(e.resolver, lowat), CheckRedirect: noRedirect},
+	}
+	got, _ := e.byTOS.LoadOrStore(tos, m)
+	return got.(*marked)
+}
+
+func noReuse(r *resolver, d *net.Dialer) *http.Transport {
+	return &http.Transport{
+		Proxy:              nil, // measure the path to the UE, never a proxy's
+		DialContext:        r.dialContext(d),
+		DisableKeepAlives:  true,
+		DisableCompression: true,
+		ForceAttemptHTTP2:  false,
+	}
+}
+
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 func newEnv(r *resolver, now func() time.Time) *env {
 	d := &net.Dialer{}
 	lowat := &net.Dialer{Control: limitUnsent}
-	noReuse := func(d *net.Dialer) *http.Transport {
-		return &http.Transport{
-			Proxy:              nil, // measure the path to the UE, never a proxy's
-			DialContext:        r.dialContext(d),
-			DisableKeepAlives:  true,
-			DisableCompression: true,
-			ForceAttemptHTTP2:  false,
-		}
-	}
-	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &env{
 		resolver:     r,
 		dialer:       d,
 		now:          now,
-		probeClient:  &http.Client{Transport: noReuse(d), CheckRedirect: noRedirect},
-		bulkClient:   &http.Client{Transport: noReuse(d), CheckRedirect: noRedirect},
-		uploadClient: &http.Client{Transport: noReuse(lowat), CheckRedirect: noRedirect},
+		probeClient:  &http.Client{Transport: noReuse(r, d), CheckRedirect: noRedirect},
+		bulkClient:   &http.Client{Transport: noReuse(r, d), CheckRedirect: noRedirect},
+		uploadClient: &http.Client{Transport: noReuse(r, lowat), CheckRedirect: noRedirect},
 		apiClient: &http.Client{Transport: &http.Transport{
 			Proxy:               http.ProxyFromEnvironment,
 			DialContext:         r.dialContext(d),

@@ -18,6 +18,7 @@ type HTTP struct {
 	URL      string // may use {{ue.addr}} and {{ue.name}}
 	Interval time.Duration
 	Timeout  time.Duration // default: the interval, at most 10 s
+	TOS      uint8         // IP TOS / traffic class of its packets; 0 leaves them unmarked
 }
 
 // Kind implements Probe.
@@ -31,7 +32,7 @@ func (p HTTP) bind(ue *UE) (boundProbe, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &httpBound{url: u.String(), host: u.Hostname(), interval: p.Interval, timeout: timeoutFor(p.Timeout, p.Interval)}
+	b := &httpBound{url: u.String(), host: u.Hostname(), interval: p.Interval, timeout: timeoutFor(p.Timeout, p.Interval), tos: p.TOS}
 	if b.timeout > b.interval {
 		return nil, fmt.Errorf("timeout %v is longer than the interval %v", b.timeout, b.interval)
 	}
@@ -60,6 +61,7 @@ func parseProbeURL(s string) (*url.URL, error) {
 type httpBound struct {
 	url, host         string
 	interval, timeout time.Duration
+	tos               uint8
 }
 
 func (b *httpBound) every() time.Duration { return b.interval }
@@ -82,7 +84,7 @@ func (b *httpBound) run(ctx context.Context, e *env) outcome {
 		return outcome{Result: Result{Err: withReason(reasonResolve, err)}}
 	}
 	start = time.Now()
-	resp, err := e.probeClient.Do(req)
+	resp, err := e.marked(b.tos).probe.Do(req)
 	if err != nil {
 		if isTimeout(err) {
 			return outcome{Result: Result{Lost: true}}

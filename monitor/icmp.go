@@ -20,6 +20,7 @@ type ICMP struct {
 	// Source is the local address to send from (hosts with several
 	// modems); zero lets the kernel choose.
 	Source netip.Addr
+	TOS    uint8 // IP TOS / traffic class of its packets; 0 leaves them unmarked
 }
 
 // ICMP defaults.
@@ -83,6 +84,7 @@ type ICMPTarget struct {
 	Packets  int
 	Spacing  time.Duration
 	Timeout  time.Duration
+	TOS      uint8
 }
 
 // icmpState is what icmpLoop last handed to the engine.
@@ -167,7 +169,7 @@ func (m *Monitor) icmpTargets(ctx context.Context) []ICMPTarget {
 		}
 		targets = append(targets, ICMPTarget{
 			UE: st.name, Addr: addr, Source: p.Source,
-			Interval: p.Interval, Packets: p.Packets, Spacing: p.Spacing, Timeout: p.Timeout,
+			Interval: p.Interval, Packets: p.Packets, Spacing: p.Spacing, Timeout: p.Timeout, TOS: p.TOS,
 		})
 	}
 	return targets

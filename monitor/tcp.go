@@ -15,6 +15,7 @@ type TCP struct {
 	Address  string // host:port; may use {{ue.addr}} and {{ue.name}}
 	Interval time.Duration
 	Timeout  time.Duration // default: the interval, at most 10 s
+	TOS      uint8         // IP TOS / traffic class of its packets; 0 leaves them unmarked
 }
 
 // Kind implements Probe.
@@ -32,7 +33,7 @@ func (p TCP) bind(ue *UE) (boundProbe, error) {
 	if host == "" || port == "" {
 		return nil, fmt.Errorf("address %q: want host:port", addr)
 	}
-	b := &tcpBound{host: host, port: port, interval: p.Interval, timeout: timeoutFor(p.Timeout, p.Interval)}
+	b := &tcpBound{host: host, port: port, interval: p.Interval, timeout: timeoutFor(p.Timeout, p.Interval), tos: p.TOS}
 	if b.timeout > b.interval {
 		return nil, fmt.Errorf("timeout %v is longer than the interval %v", b.timeout, b.interval)
 	}
@@ -42,6 +43,7 @@ func (p TCP) bind(ue *UE) (boundProbe, error) {
 type tcpBound struct {
 	host, port        string
 	interval, timeout time.Duration
+	tos               uint8
 }
 
 func (b *tcpBound) every() time.Duration { return b.interval }
@@ -57,7 +59,7 @@ func (b *tcpBound) run(ctx context.Context, e *env) outcome {
 	}
 	target := net.JoinHostPort(ip.String(), b.port)
 	start := time.Now()
-	conn, err := e.dialer.DialContext(ctx, "tcp", target)
+	conn, err := e.marked(b.tos).dialer.DialContext(ctx, "tcp", target)
 	rtt := time.Since(start)
 	if err != nil {
 		if isTimeout(err) {

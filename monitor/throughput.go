@@ -31,6 +31,7 @@ type Throughput struct {
 	MaxBytes int64         // default 2 MiB
 	MaxTime  time.Duration // default 3 s; must be shorter than Interval
 	Upload   bool          // POST MaxBytes of random bytes instead of a GET
+	TOS      uint8         // IP TOS / traffic class of its packets; 0 leaves them unmarked
 }
 
 // Throughput defaults.
@@ -50,7 +51,7 @@ func (p Throughput) bind(ue *UE) (boundProbe, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &throughputBound{url: u.String(), interval: p.Interval, maxBytes: p.MaxBytes, maxTime: p.MaxTime, upload: p.Upload}
+	b := &throughputBound{url: u.String(), interval: p.Interval, maxBytes: p.MaxBytes, maxTime: p.MaxTime, upload: p.Upload, tos: p.TOS}
 	if b.maxBytes == 0 {
 		b.maxBytes = DefaultThroughputBytes
 	}
@@ -76,6 +77,7 @@ type throughputBound struct {
 	maxBytes int64
 	maxTime  time.Duration
 	upload   bool
+	tos      uint8
 }
 
 func (b *throughputBound) every() time.Duration { return b.interval }
@@ -113,7 +115,7 @@ func (b *throughputBound) runDownload(ctx context.Context, e *env) outcome {
 	req.Header.Set("Range", "bytes=0-"+strconv.FormatInt(b.maxBytes-1, 10))
 	var ph phases
 	req = req.WithContext(httptrace.WithClientTrace(ctx, ph.trace()))
-	resp, err := e.bulkClient.Do(req)
+	resp, err := e.marked(b.tos).bulk.Do(req)
 	if err != nil {
 		if isTimeout(err) {
 			err = ph.timedOut(b.maxTime, err)
@@ -288,7 +290,7 @@ func (b *throughputBound) runUpload(ctx context.Context, e *env) outcome {
 	req.ContentLength = -1 // chunked, so the time cap can end the body early
 	req.Header.Set("User-Agent", userAgent)
 	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err := e.uploadClient.Do(req)
+	resp, err := e.marked(b.tos).upload.Do(req)
 	// The server answers once it has read the whole body, so the answer
 	// marks when the last byte arrived (plus half a round trip).
 	done := time.Now()

@@ -120,6 +120,9 @@ type Target struct {
 	Packets  int           // echo requests per cycle (default 3)
 	Spacing  time.Duration // between the packets of a cycle (default 100ms, at most Interval/Packets)
 	Timeout  time.Duration // per packet (default 1s)
+	// TOS marks its echo requests (IP TOS / IPv6 traffic class); targets
+	// with different marks get sockets of their own. 0: unmarked.
+	TOS uint8
 }
 
 // Validate reports whether t is usable, with the defaults applied.
@@ -355,7 +358,7 @@ func (e *Engine) SetTargets(ts []Target) {
 			continue
 		}
 		keep[cfg] = nil // reserved; created below
-		added = append(added, fresh{cfg, socketKey{v6: cfg.Addr.Is6(), source: cfg.Source}})
+		added = append(added, fresh{cfg, socketKey{v6: cfg.Addr.Is6(), source: cfg.Source, tos: cfg.TOS}})
 	}
 	for cfg, t := range e.targets {
 		if keep[cfg] != t {

@@ -1,6 +1,9 @@
 package icmp
 
-import "net/netip"
+import (
+	"fmt"
+	"net/netip"
+)
 
 // socket is one ICMP socket shared by every target of an address family
 // and source address. Its send side belongs to the Run goroutine, its
@@ -35,6 +38,7 @@ type socket struct {
 type socketKey struct {
 	v6     bool
 	source netip.Addr // the zero Addr for any
+	tos    uint8      // IP TOS / traffic class of what it sends; 0: unmarked
 }
 
 // active reports whether the Run goroutine will kick the receive goroutine
@@ -47,7 +51,10 @@ func (k socketKey) String() string {
 		fam = "IPv6"
 	}
 	if k.source.IsValid() {
-		return fam + " from " + k.source.String()
+		fam += " from " + k.source.String()
+	}
+	if k.tos != 0 {
+		fam += fmt.Sprintf(" TOS %#02x", k.tos)
 	}
 	return fam
 }

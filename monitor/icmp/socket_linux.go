@@ -145,6 +145,11 @@ func (s *socket) setup(c *xicmp.PacketConn, mode Mode, rawID uint16) error {
 				return fmt.Errorf("set ICMPv6 filter: %w", err)
 			}
 		}
+		if s.key.tos != 0 {
+			if err := p6.SetTrafficClass(int(s.key.tos)); err != nil {
+				return fmt.Errorf("set traffic class %#x: %w", s.key.tos, err)
+			}
+		}
 	} else {
 		p4 := c.IPv4PacketConn()
 		pc = p4.PacketConn
@@ -154,6 +159,11 @@ func (s *socket) setup(c *xicmp.PacketConn, mode Mode, rawID uint16) error {
 			f.Accept(ipv4.ICMPTypeEchoReply)
 			if err := p4.SetICMPFilter(&f); err != nil {
 				return fmt.Errorf("set ICMP filter: %w", err)
+			}
+		}
+		if s.key.tos != 0 {
+			if err := p4.SetTOS(int(s.key.tos)); err != nil {
+				return fmt.Errorf("set TOS %#x: %w", s.key.tos, err)
 			}
 		}
 	}
