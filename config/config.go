@@ -316,6 +316,10 @@ func Parse(filename string, data []byte) (*Config, error) {
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
 		doc = doc.Content[0]
 	}
+	// A path per mapping value: sized up front, the maps never grow (with
+	// 100,000 UEs their growing was a tenth of a load).
+	n := countPairs(doc)
+	d.nodes, d.keys = make(map[string]*yaml.Node, n), make(map[string]*yaml.Node, n)
 	var raw rawFile
 	d.decode(doc, "", reflectValue(&raw))
 	if doc.Kind != yaml.MappingNode && len(d.errs) == 1 {
@@ -416,4 +420,18 @@ func Check(out, errOut io.Writer, path string) error {
 	}
 	fmt.Fprintln(out, cfg.Summary())
 	return nil
+}
+
+// countPairs counts the key-value pairs and sequence items below n, about
+// the number of paths the decoder remembers (aliases are not followed).
+func countPairs(n *yaml.Node) int {
+	c := 0
+	step := 1
+	if n.Kind == yaml.MappingNode {
+		step = 2 // a key and its value are one path
+	}
+	for i := step - 1; i < len(n.Content); i += step {
+		c += 1 + countPairs(n.Content[i])
+	}
+	return c
 }

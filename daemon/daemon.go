@@ -781,7 +781,7 @@ func (d *Daemon) apply(cfg *config.Config) (ReloadReport, error) {
 			d.log.Error("policy refused UE", "ue", ue.Name, "err", err)
 		}
 	}
-	for _, st := range d.engine.Statuses(nil) {
+	for _, st := range d.engine.Briefs(make([]policy.Brief, 0, len(keep))) {
 		if !keep[st.UE] && !st.Removed {
 			if dec := d.engine.RemoveUE(now, st.UE); dec.Kind != policy.None {
 				d.dispatch(dec)
