@@ -82,22 +82,10 @@ func (m *Monitor) SelectUEs(sel func() func(ue string) bool) {
 	m.selector.Store(&sel)
 }
 
-// selectUEs narrows sc's UEs to those the selector picks.
-func (m *Monitor) selectUEs(sc *scrape) {
-	sel := m.selector.Load()
-	if sel == nil {
-		return
+// selected is the selector's predicate for one scrape; nil picks all.
+func (m *Monitor) selected() func(ue string) bool {
+	if sel := m.selector.Load(); sel != nil {
+		return (*sel)()
 	}
-	keep := (*sel)()
-	if keep == nil {
-		return
-	}
-	ues, win := make([]*ueState, 0, 64), make([]winFigures, 0, 64)
-	for i, st := range sc.ues {
-		if keep(st.name) {
-			ues = append(ues, st)
-			win = append(win, sc.win[i])
-		}
-	}
-	sc.ues, sc.win = ues, win
+	return nil
 }

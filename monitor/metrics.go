@@ -393,30 +393,44 @@ type winFigures struct {
 // scrape reads the window of every UE as of now.
 func (m *Monitor) scrape(now time.Time) *scrape {
 	set := m.set.Load()
-	sc := &scrape{ues: set.sorted, win: make([]winFigures, len(set.sorted)), total: len(set.sorted),
+	keep := m.selected()
+	sc := &scrape{ues: set.sorted, total: len(set.sorted),
 		fleet: newFleetFigures(), infoLabels: set.infoLabels, histograms: m.opts.RTTHistogram}
+	if keep != nil {
+		// Only the picked UEs' figures are kept: 100,000 UEs' would be 7 MB
+		// a scrape for the fleet families alone.
+		sc.ues = make([]*ueState, 0, 64)
+		sc.win = make([]winFigures, 0, 64)
+	} else {
+		sc.win = make([]winFigures, 0, len(set.sorted))
+	}
 	for k := range numKinds {
 		sc.skipped[k] = m.skipped[k].Load()
 	}
 	sc.dropped = m.dropped.Load()
 	var s Stats
-	for i, st := range set.sorted {
+	for _, st := range set.sorted {
 		st.mu.Lock()
 		s = Stats{}
 		st.win.stats(now, &s)
 		hasLat := st.hasLat
 		st.mu.Unlock()
-		sc.win[i] = winFigures{
+		w := winFigures{
 			samples: int32(min(s.Samples, math.MaxInt32)), lost: int32(min(s.Lost, math.MaxInt32)), tputSamples: int32(s.ThroughputSamples),
 			hasLat: hasLat, mean: s.LatencyMean, p50: s.LatencyP50, p95: s.LatencyP95, max: s.LatencyMax, jitter: s.Jitter,
 			throughput: s.Throughput,
 		}
 		if !s.LastSample.IsZero() {
-			sc.win[i].last = s.LastSample.UnixNano()
+			w.last = s.LastSample.UnixNano()
 		}
-		sc.fleet.add(&sc.win[i], now)
+		sc.fleet.add(&w, now)
+		if keep == nil {
+			sc.win = append(sc.win, w)
+		} else if keep(st.name) {
+			sc.ues = append(sc.ues, st)
+			sc.win = append(sc.win, w)
+		}
 	}
-	m.selectUEs(sc)
 	return sc
 }
 
