@@ -245,6 +245,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	count := map[policy.State]int{}
 	profiles := map[string]int{}
+	for _, r := range rules { // every profile the rules may ask for, at 0 without sessions
+		profiles[r.QoS] += 0
+		if r.Escalate != nil {
+			profiles[r.Escalate.To] += 0
+		}
+	}
 	for _, st := range briefs {
 		count[st.State]++
 		if st.QoS != "" {
