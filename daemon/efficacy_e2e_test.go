@@ -30,7 +30,9 @@ func TestE2ESessionThatDoesNotHelpIsEnded(t *testing.T) {
 	}
 	e.eventually("the session ended", func() bool { return e.tally().deletes == 1 })
 	st := r.status("ue-1")
-	if !strings.Contains(st.Last.Reason, "no improvement of 1.1× in 1.5s: latency_p50 ") {
+	// At `after` or, on a loaded machine whose probes left a step empty
+	// (no data pauses the judgement), a little later.
+	if !strings.Contains(st.Last.Reason, "no improvement of 1.1× in ") || !strings.Contains(st.Last.Reason, ": latency_p50 ") {
 		t.Errorf("release reason %q", st.Last.Reason)
 	}
 	logs := e.logs.String()
