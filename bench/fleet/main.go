@@ -231,15 +231,20 @@ func phase(sim *qodsim.Server, ps []*shard, name string, t0 time.Time) {
 	time.Sleep(*measure)
 	fmt.Printf("\n%s: every breaching UE held a session %.1f s after the start; measured over %s\n", name, settle.Seconds(), *measure)
 	fmt.Printf("%-6s %8s %9s %10s %10s %8s %9s\n", "shard", "UEs", "CPU %", "RSS MiB", "echoes", "loss %", "sessions")
+	// echoes: counted from per-UE series; 0 when a shard is too large for
+	// them, and loss is then the mean of the UEs' window loss.
 	for i, s := range ps {
 		after := sampleOf(s)
 		cpu := float64(after.cpuTicks-before[i].cpuTicks) / 100 / after.at.Sub(before[i].at).Seconds() * 100
 		sent, recv := after.sent-before[i].sent, after.received-before[i].received
 		loss := 0.0
-		if sent > 0 {
+		switch {
+		case sent > 0:
 			// Replies to echoes sent before the window count in it: a
 			// hair below 0 is 0.
 			loss = max(0, 100*(1-recv/sent))
+		case after.lossCount > 0:
+			loss = 100 * after.lossSum / after.lossCount
 		}
 		fmt.Printf("%-6d %8.0f %9.1f %10.0f %10.0f %8.3f %9.0f\n", s.index, after.ues, cpu, after.rssMiB, sent, loss, after.sessions)
 	}
@@ -261,6 +266,9 @@ type sample struct {
 	cpuTicks                      int64
 	rssMiB                        float64
 	ues, sent, received, sessions float64
+	// The fleet family: the mean of the UEs' window loss, for shards too
+	// large for per-UE series (web.per_ue_metrics auto).
+	lossSum, lossCount float64
 }
 
 func sampleOf(s *shard) sample {
@@ -310,6 +318,10 @@ func sampleOf(s *shard) sample {
 			out.ues += v
 		case "qodwatch_ue_session_active":
 			out.sessions += v
+		case "qodwatch_fleet_window_loss_ratio_sum":
+			out.lossSum += v
+		case "qodwatch_fleet_window_loss_ratio_count":
+			out.lossCount += v
 		}
 	}
 	if err := sc.Err(); err != nil {
