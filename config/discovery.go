@@ -491,6 +491,7 @@ func (c *Config) WithDiscovered(found []DiscoveredUE) (*Config, []EntryError) {
 		}
 		out.UEs = append(out.UEs, found[i].UE)
 	}
+	out.indexUEs()
 	return &out, bad
 }
 

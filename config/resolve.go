@@ -110,6 +110,7 @@ func (r *resolver) resolve(raw *rawFile) *Config {
 	defs := r.defaults(&raw.Defaults, cfg.Rules)
 	cfg.Discovery = r.discoveries(raw.UESD, cfg.Rules)
 	cfg.UEs = r.ues(raw.UEs, defs, cfg.Rules, specs, len(raw.UESD) > 0)
+	cfg.indexUEs()
 	cfg.sd = &discoveryContext{dir: r.dir, dialect: r.dialect, profiles: r.profiles, rules: cfg.Rules, specs: specs, names: r.ruleNames, defs: defs}
 	cfg.Guards = r.guards(raw.Guards, cfg.UEs, len(raw.UESD) > 0)
 	r.warnBlips(cfg.UEs)

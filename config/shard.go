@@ -126,5 +126,6 @@ func (c *Config) ForShard(s Shard) (*Config, error) {
 		}
 	}
 	out.UEs = owned
+	out.indexUEs()
 	return &out, nil
 }

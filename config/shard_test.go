@@ -121,3 +121,23 @@ func TestShardResolvesOnlyItsTargets(t *testing.T) {
 		t.Errorf("the shards resolved %d of 400 targets together", total)
 	}
 }
+
+// UE finds by name through an index that a copy with other UEs cannot
+// mislead.
+func TestUELookup(t *testing.T) {
+	c := &Config{UEs: []UE{{Name: "a"}, {Name: "b"}}}
+	c.indexUEs()
+	if u, ok := c.UE("b"); !ok || u != &c.UEs[1] {
+		t.Fatalf("UE(b) = %v, %v", u, ok)
+	}
+	stale := *c
+	stale.UEs = []UE{{Name: "b"}, {Name: "c"}} // not re-indexed
+	for _, name := range []string{"b", "c"} {
+		if u, ok := stale.UE(name); !ok || u.Name != name {
+			t.Errorf("stale index: UE(%s) = %v, %v", name, u, ok)
+		}
+	}
+	if _, ok := stale.UE("a"); ok {
+		t.Error("stale index found a UE the list no longer has")
+	}
+}
