@@ -616,8 +616,12 @@ func (d *Daemon) applyFile(cfg *config.Config) (ReloadReport, error) {
 	}
 	// apply keeps the running web, log and notification settings; the
 	// base must too, or every discovery round would report them again.
-	d.sd.mu.Lock()
-	cfg.Web, cfg.Log, cfg.Notifications = merged.Web, merged.Log, merged.Notifications
-	d.sd.mu.Unlock()
+	// Without discovery the base is the running config itself, which
+	// apply set already (and which /metrics reads under d.mu only).
+	if merged != cfg {
+		d.sd.mu.Lock()
+		cfg.Web, cfg.Log, cfg.Notifications = merged.Web, merged.Log, merged.Notifications
+		d.sd.mu.Unlock()
+	}
 	return rep, nil
 }
