@@ -240,6 +240,13 @@ rules:
 	}()
 
 	notify.Await(t, "READY=1", 30*time.Second, exited)
+	// The daemon logs why it is ready before it says READY=1, but its
+	// stderr reaches us through a pipe that may lag the notify socket.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if strings.Contains(stderr.String(), "msg=\"ready") {
+			break
+		}
+	}
 	if !strings.Contains(stderr.String(), "every UE measured once") {
 		t.Errorf("READY=1 before every UE measured:\n%s", stderr.String())
 	}
