@@ -15,7 +15,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -48,7 +47,7 @@ type podOptions struct {
 type runningPod struct {
 	ns     string
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *deploytest.SyncBuffer
 	exited chan struct{}
 	err    error
 	state  string
@@ -220,7 +219,7 @@ func startPod(t *testing.T, m manifests, bin string, o podOptions) *runningPod {
 			cmd.Env = append(cmd.Env, e.Name+"="+strconv.FormatInt(qw.Resources.Limits.Memory().Value(), 10))
 		}
 	}
-	p := &runningPod{ns: ns, cmd: cmd, out: &syncBuffer{}, exited: make(chan struct{}), state: state}
+	p := &runningPod{ns: ns, cmd: cmd, out: &deploytest.SyncBuffer{}, exited: make(chan struct{}), state: state}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -379,21 +378,4 @@ func (p *runningPod) stop(t *testing.T) {
 	if p.err != nil {
 		t.Fatalf("exit after SIGTERM: %v", p.err)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(b []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(b)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

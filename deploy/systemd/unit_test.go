@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -221,7 +220,7 @@ rules:
 			t.Fatalf("ExecStartPre=%s: %v\n%s", pre, err, out)
 		}
 	}
-	var stderr syncBuffer
+	var stderr deploytest.SyncBuffer
 	cmd := asService(u.one(t, "ExecStart"))
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Start(); err != nil {
@@ -287,20 +286,3 @@ rules:
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
