@@ -15,7 +15,9 @@ import (
 // StatefulSet's pods): it owns the UEs whose name hashes to Index. The zero
 // value is the whole fleet.
 type Shard struct {
-	Count, Index int
+	// The tags are how a state file records the shard that wrote it.
+	Count int `json:"count"`
+	Index int `json:"index"`
 }
 
 // Whole reports whether s is the whole fleet (no sharding).

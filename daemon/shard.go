@@ -20,27 +20,19 @@ const DefaultHandover = 5 * time.Minute
 // cost the operator more than waiting out the handover costs us.
 const reshardLookupLimit = 1000
 
-// ShardRecord is a shard as the state file records it.
-type ShardRecord struct {
-	Count int `json:"count"`
-	Index int `json:"index"`
-}
-
-func (r ShardRecord) shard() config.Shard { return config.Shard{Count: r.Count, Index: r.Index} }
-
 // Handover is a reshard in progress: until Until, the UEs this shard owns
 // and From did not (every one, when From is unknown) may still hold a
 // session of their previous owner.
 type Handover struct {
-	From  *ShardRecord `json:"from,omitempty"`
-	Until time.Time    `json:"until"`
+	From  *config.Shard `json:"from,omitempty"`
+	Until time.Time     `json:"until"`
 }
 
 // recordShard records s as the state file's shard; when that is a change
 // (or the file has no record and s is a part of a fleet, as on a new
 // volume after a scale-up), a handover of period starts.
 func recordShard(st *State, s config.Shard, period time.Duration, now time.Time) {
-	cur := ShardRecord{Count: max(s.Count, 1), Index: s.Index}
+	cur := config.Shard{Count: max(s.Count, 1), Index: s.Index}
 	prev := st.Shard
 	st.Shard = &cur
 	if st.Handover != nil && !now.Before(st.Handover.Until) {
@@ -62,7 +54,7 @@ func gainedUEs(st *State, s config.Shard, cfg *config.Config, now time.Time) []s
 	var out []string
 	for i := range cfg.UEs {
 		name := cfg.UEs[i].Name
-		if !s.Owns(name) || h.From != nil && h.From.shard().Owns(name) {
+		if !s.Owns(name) || h.From != nil && h.From.Owns(name) {
 			continue
 		}
 		if _, has := st.SessionFor(name); has {

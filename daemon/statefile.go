@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/qodwatch/qodwatch/config"
 	"github.com/qodwatch/qodwatch/policy"
 )
 
@@ -68,7 +69,7 @@ type State struct {
 	Cooldowns map[string]time.Time `json:"cooldowns,omitempty"`
 	// Shard is the shard the daemon last ran as; a change means a reshard
 	// (see handover). Absent: never sharded, or written before sharding.
-	Shard *ShardRecord `json:"shard,omitempty"`
+	Shard *config.Shard `json:"shard,omitempty"`
 	// Handover is the reshard in progress, if any.
 	Handover *Handover `json:"handover,omitempty"`
 }
