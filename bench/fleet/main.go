@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -66,7 +67,7 @@ func main() {
 	must(os.WriteFile(cfg, []byte(configText(sim.URL, dir)), 0o600))
 
 	fmt.Printf("fleet benchmark, %s, %d CPUs: %d UEs (%d always breaching) at one echo per %s, %s dialect, %d shards then %d\n",
-		time.Now().UTC().Format(time.RFC3339), runtimeCPUs(), *ues, *bad, *interval, *dialect, *shards, *reshard)
+		time.Now().UTC().Format(time.RFC3339), runtime.NumCPU(), *ues, *bad, *interval, *dialect, *shards, *reshard)
 	fmt.Printf("load average before: %s\n", loadavg())
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -446,11 +447,6 @@ func loadavg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
-}
-
-func runtimeCPUs() int {
-	n, _ := strconv.Atoi(strings.TrimSpace(func() string { b, _ := exec.Command("nproc").Output(); return string(b) }()))
-	return n
 }
 
 // running are the shard processes alive, killed by fatal so that a failed

@@ -2,6 +2,7 @@ package deploytest
 
 import (
 	"fmt"
+	"testing"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -37,5 +38,17 @@ func PodSecurity(level psaapi.Level, meta *metav1.ObjectMeta, spec *corev1.PodSp
 	if !r.Allowed {
 		return fmt.Errorf("Pod Security %s: %s: %s", level, r.ForbiddenReason(), r.ForbiddenDetail())
 	}
+	return nil
+}
+
+// Container returns the container called name in list, or fails t.
+func Container(t testing.TB, list []corev1.Container, name string) *corev1.Container {
+	t.Helper()
+	for i := range list {
+		if list[i].Name == name {
+			return &list[i]
+		}
+	}
+	t.Fatalf("no container named %s", name)
 	return nil
 }

@@ -76,13 +76,7 @@ func (m manifests) deployment(t *testing.T) *appsv1.Deployment { return one[apps
 // sidecar is the qodwatch container of the pod.
 func sidecar(t *testing.T, spec *corev1.PodSpec) *corev1.Container {
 	t.Helper()
-	for i := range spec.InitContainers {
-		if spec.InitContainers[i].Name == "qodwatch" {
-			return &spec.InitContainers[i]
-		}
-	}
-	t.Fatal("no init container named qodwatch")
-	return nil
+	return deploytest.Container(t, spec.InitContainers, "qodwatch")
 }
 
 // TestManifestsDecodeStrictly decodes every manifest into its upstream

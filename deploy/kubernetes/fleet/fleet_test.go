@@ -76,21 +76,10 @@ func load(t *testing.T) fleet {
 	return f
 }
 
-func qodwatchContainer(t *testing.T, spec *corev1.PodSpec) *corev1.Container {
-	t.Helper()
-	for i := range spec.Containers {
-		if spec.Containers[i].Name == "qodwatch" {
-			return &spec.Containers[i]
-		}
-	}
-	t.Fatal("no container named qodwatch")
-	return nil
-}
-
 func TestFleetShards(t *testing.T) {
 	f := load(t)
 	spec := &f.sts.Spec.Template.Spec
-	qw := qodwatchContainer(t, spec)
+	qw := deploytest.Container(t, spec.Containers, "qodwatch")
 
 	// --shard.count is the set's size; the index comes from the hostname.
 	count := -1
