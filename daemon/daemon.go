@@ -127,22 +127,20 @@ type Daemon struct {
 	receiver      *NotificationReceiver
 	strays        map[string]string // session id -> UE: sessions to end that a DELETE failed for
 	suspects      map[string]string // UE -> transaction id of another process's create it is suspected for
-	// gained are the UEs a reshard in progress holds (restore sets it).
-	gained      []string
-	lastPrune   time.Time
-	pollSlots   chan struct{} // bounds the GETs of one poll round in flight at once
-	nextExpiry  time.Time     // when expireHeld next has work; zero: no session held
-	notifyToken string
-	decisions   []policy.Decision
-	dueNames    []string
-	obsProm     map[string]map[string]policy.PromSample
-	obsSpans    map[string]spans // UE -> how far back its rule's loss conditions read (see observe.go)
-	eff         map[string]*efficacy
-	dryRunSeq   int
-	abortErr    error          // why the daemon is stopping on a failure; sessions are then kept
-	v1          camaraState    // qosStatus of held sessions (CAMARA v1)
-	v1metrics   *camaraMetrics // what only CAMARA v1 has
-	profileCaps profileCaps    // the QoS profiles' maxDuration (CAMARA v1)
+	lastPrune     time.Time
+	pollSlots     chan struct{} // bounds the GETs of one poll round in flight at once
+	nextExpiry    time.Time     // when expireHeld next has work; zero: no session held
+	notifyToken   string
+	decisions     []policy.Decision
+	dueNames      []string
+	obsProm       map[string]map[string]policy.PromSample
+	obsSpans      map[string]spans // UE -> how far back its rule's loss conditions read (see observe.go)
+	eff           map[string]*efficacy
+	dryRunSeq     int
+	abortErr      error          // why the daemon is stopping on a failure; sessions are then kept
+	v1            camaraState    // qosStatus of held sessions (CAMARA v1)
+	v1metrics     *camaraMetrics // what only CAMARA v1 has
+	profileCaps   profileCaps    // the QoS profiles' maxDuration (CAMARA v1)
 
 	history decisionLog // the last decisions per UE, for the status page
 
@@ -395,11 +393,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.sd.start(ctx); err != nil {
 		return err
 	}
-	if err := d.restore(ctx); err != nil {
+	gained, err := d.restore(ctx)
+	if err != nil {
 		return err
 	}
 	d.reconcileAtStart(ctx)
-	d.reconcileGained(ctx, d.gained)
+	d.reconcileGained(ctx, gained)
 	firstCycle := d.startFirstCycle()
 	// Ready only once what is held is known: restored and reconciled.
 	d.health.restoreDone()

@@ -622,9 +622,9 @@ func (d *Daemon) checkStored(ctx context.Context, sessions []Session, now time.T
 // restore adopts what the state file holds: each session is checked with
 // GET, kept if live and forgotten if gone; each open intent marks its UE as
 // possibly holding a session until the intent's duration has passed.
-func (d *Daemon) restore(ctx context.Context) error {
+func (d *Daemon) restore(ctx context.Context) (gained []string, err error) {
 	if d.store == nil || d.cfg.DryRun {
-		return nil
+		return nil, nil
 	}
 	now := d.now()
 	d.mu.Lock()
@@ -635,9 +635,9 @@ func (d *Daemon) restore(ctx context.Context) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	d.gained = gainedUEs(&st, d.opts.Shard, cfg, now)
+	gained = gainedUEs(&st, d.opts.Shard, cfg, now)
 	d.mu.Lock()
 	if st.Budget != nil {
 		d.engine.RestoreBudget(st.Budget.Day, time.Duration(st.Budget.UsedSeconds*float64(time.Second)))
@@ -706,12 +706,12 @@ func (d *Daemon) restore(ctx context.Context) error {
 			_ = d.engine.RestoreTimes(now, ue, time.Time{}, until)
 		}
 	}
-	for _, ue := range d.gained {
+	for _, ue := range gained {
 		_ = d.engine.PossiblyHolds(now, ue, st.Handover.Until)
 	}
-	if len(d.gained) > 0 {
+	if len(gained) > 0 {
 		d.log.Warn("reshard: the UEs gained from another shard count as possibly holding its session until the handover is over or a look-up clears them",
-			"shard", d.opts.Shard.String(), "ues", len(d.gained), "until", st.Handover.Until)
+			"shard", d.opts.Shard.String(), "ues", len(gained), "until", st.Handover.Until)
 	}
 	var expired []Intent
 	for _, in := range st.Intents {
@@ -741,10 +741,10 @@ func (d *Daemon) restore(ctx context.Context) error {
 			s.DropExpiredIntents(now)
 			return nil
 		}); err != nil {
-			return fmt.Errorf("state file: %w", err)
+			return nil, fmt.Errorf("state file: %w", err)
 		}
 	}
-	return nil
+	return gained, nil
 }
 
 // dryRun plays the API's part without calling it, so decisions are made,
