@@ -78,6 +78,8 @@ type Options struct {
 	// Prometheus): without it anyone who reaches the web server could make
 	// the daemon reread its config, so only SIGHUP reloads.
 	EnableLifecycle bool
+	// EnablePprof serves Go's profiles at /debug/pprof/ (--web.enable-pprof).
+	EnablePprof bool
 	// Shard is the part of the fleet this daemon watches (--shard.count,
 	// --shard.index); the zero value is all of it.
 	Shard config.Shard

@@ -245,6 +245,23 @@ func TestReloadEndpointNeedsLifecycle(t *testing.T) {
 	}
 }
 
+// Go's profiles are served only with --web.enable-pprof: a profile costs
+// CPU and shows the UEs' names, so strangers must not get one by default.
+func TestPprofNeedsFlag(t *testing.T) {
+	t.Parallel()
+	get := func(h http.Handler) int {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/heap", nil))
+		return rec.Code
+	}
+	if code := get(serverDaemon(t, daemon.Options{}).Handler()); code != http.StatusNotFound {
+		t.Errorf("GET /debug/pprof/heap without --web.enable-pprof: %d, want 404", code)
+	}
+	if code := get(serverDaemon(t, daemon.Options{EnablePprof: true}).Handler()); code != http.StatusOK {
+		t.Errorf("GET /debug/pprof/heap with --web.enable-pprof: %d, want 200", code)
+	}
+}
+
 func gaugeValue(t *testing.T, d *daemon.Daemon, name string) float64 {
 	t.Helper()
 	mfs, err := d.Gatherer().Gather()

@@ -2,10 +2,12 @@ package daemon
 
 import (
 	"net/http"
+	"net/http/pprof"
 )
 
 // Handler serves /metrics, the status page (/ and /status.json),
-// /-/reload (POST, with Options.EnableLifecycle), /-/healthy and /-/ready.
+// /-/reload (POST, with Options.EnableLifecycle), /-/healthy, /-/ready and,
+// with Options.EnablePprof, /debug/pprof/.
 func (d *Daemon) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", d.mon.MetricsHandler(d.reg))
@@ -25,5 +27,15 @@ func (d *Daemon) Handler() http.Handler {
 	})
 	mux.HandleFunc("/status.json", d.serveStatusJSON) // see status.go
 	mux.HandleFunc("/{$}", d.serveStatusPage)
+	if d.opts.EnablePprof {
+		// Go's profiles, as Prometheus serves them: how a large fleet's
+		// CPU and memory are spent is found on the running daemon. Off by
+		// default: a profile costs CPU and shows the UEs' names.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }

@@ -163,7 +163,7 @@ func startShards(cfg, dir string, count int) []*shard {
 		logf, err := os.OpenFile(filepath.Join(dir, fmt.Sprintf("shard-%d.log", i)), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 		must(err)
 		s.cmd = exec.Command(*bin, "run", "--config.file", cfg, "--state.dir", s.stateDir, "--web.listen-address", s.web,
-			"--shard.count", strconv.Itoa(count), "--shard.index", strconv.Itoa(i), "--shard.handover", handover.String())
+			"--shard.count", strconv.Itoa(count), "--shard.index", strconv.Itoa(i), "--shard.handover", handover.String(), "--web.enable-pprof")
 		s.cmd.Stdout, s.cmd.Stderr = logf, logf
 		must(s.cmd.Start())
 		running[s.cmd] = true
@@ -174,6 +174,9 @@ func startShards(cfg, dir string, count int) []*shard {
 		waitReady(s)
 	}
 	log.Printf("%d shards ready in %.1f s", count, time.Since(t0).Seconds())
+	for _, s := range ps {
+		log.Printf("shard %d/%d: http://%s/ (profiles at /debug/pprof/)", s.index, s.count, s.web)
+	}
 	return ps
 }
 

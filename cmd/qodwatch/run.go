@@ -27,6 +27,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	webListen := fs.String("web.listen-address", "", "override web.listen of the config")
 	webMaxConns := fs.Int("web.max-connections", daemon.DefaultWebLimits().MaxConnections, "connections the web server serves at once; more wait")
 	lifecycle := fs.Bool("web.enable-lifecycle", false, "serve POST /-/reload (SIGHUP reloads in any case)")
+	enablePprof := fs.Bool("web.enable-pprof", false, "serve Go's CPU and memory profiles at /debug/pprof/ (they show the UEs' names)")
 	notifyMaxConns := fs.Int("notifications.max-connections", daemon.DefaultNotifyLimits().MaxConnections, "connections the notification receiver serves at once; more wait")
 	shardCount := fs.Int("shard.count", 1, "processes the fleet is split across (hashmod of the UE name, as Prometheus shards scrapes)")
 	shardIndex := fs.Int("shard.index", -1, "this process's shard, 0..count-1 (default: the StatefulSet ordinal at the end of the hostname)")
@@ -67,7 +68,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	// stops here, naming the holder, before it touches any session.
 	d, err := daemon.New(daemon.Options{Config: cfg, ConfigFile: *file, Logger: log, Adjust: adjust,
 		WebLimits:    daemon.ServerLimits{MaxConnections: *webMaxConns},
-		NotifyLimits: daemon.ServerLimits{MaxConnections: *notifyMaxConns}, EnableLifecycle: *lifecycle,
+		NotifyLimits: daemon.ServerLimits{MaxConnections: *notifyMaxConns}, EnableLifecycle: *lifecycle, EnablePprof: *enablePprof,
 		Shard: shard, Handover: *handoverFor})
 	if err != nil {
 		log.Error("cannot start", "err", err)
