@@ -279,6 +279,9 @@ func New(opts Options) (*Daemon, error) {
 	if err := d.reg.Register(mon.FleetRTTCollector()); err != nil {
 		return nil, err
 	}
+	if err := d.reg.Register(newICMPCollector(d)); err != nil {
+		return nil, err
+	}
 	d.v1metrics = newCamaraMetrics(d)
 	for _, c := range d.v1metrics.collectors() {
 		if err := d.reg.Register(c); err != nil {

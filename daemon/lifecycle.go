@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,13 +92,29 @@ func (d *Daemon) awaitFirstCycle(ctx context.Context, bound time.Duration) {
 	defer deadline.Stop()
 	poll := time.NewTicker(firstCyclePoll)
 	defer poll.Stop()
+	// The monitor's Recorded hook takes life.mu on every sample until
+	// ready, so the failures are looked up with it released: holding it
+	// over every UE's Failing stalled the ICMP receivers for seconds with
+	// 250,000 UEs, and the replies they could not read counted as losses.
+	var waiting, failed []string
+	d.life.mu.Lock()
+	for ue := range d.life.pending {
+		waiting = append(waiting, ue)
+	}
+	d.life.mu.Unlock()
 	for {
-		d.life.mu.Lock()
-		for ue := range d.life.pending {
+		failed = failed[:0]
+		for _, ue := range waiting {
 			if d.mon.Failing(ue) {
-				delete(d.life.pending, ue)
+				failed = append(failed, ue)
 			}
 		}
+		d.life.mu.Lock()
+		for _, ue := range failed {
+			delete(d.life.pending, ue)
+		}
+		// Keep only the UEs still waiting: the list shrinks as they measure.
+		waiting = slices.DeleteFunc(waiting, func(ue string) bool { return !d.life.pending[ue] })
 		left := len(d.life.pending)
 		d.life.mu.Unlock()
 		if left == 0 {

@@ -216,6 +216,8 @@ type Engine struct {
 	closing atomic.Bool
 	wg      sync.WaitGroup
 
+	setMu sync.Mutex // serialises SetTargets; see there
+
 	mu        sync.Mutex
 	running   bool
 	targets   map[Target]*target
@@ -336,14 +338,21 @@ func (e *Engine) Counters() Counters {
 // and skipped (use Target.Validate to refuse them earlier). Safe to call
 // while Run runs.
 func (e *Engine) SetTargets(ts []Target) {
+	// The diff, the phases and the new targets are worked out outside
+	// e.mu, which the sender and the receivers need for every packet: with
+	// 250,000 targets this work takes a second or more, and a sender held
+	// that long sends late and expires unread replies as losses. setMu
+	// keeps a second SetTargets out, so e.targets (written only here, under
+	// both locks) may be read under setMu alone.
+	e.setMu.Lock()
+	defer e.setMu.Unlock()
 	type fresh struct {
 		cfg Target
 		key socketKey
+		t   *target // made once its phase is known
 	}
 	var added []fresh
 	keep := make(map[Target]*target, len(ts))
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	for _, raw := range ts {
 		cfg, err := raw.normalize()
 		if err != nil {
@@ -358,13 +367,12 @@ func (e *Engine) SetTargets(ts []Target) {
 			continue
 		}
 		keep[cfg] = nil // reserved; created below
-		added = append(added, fresh{cfg, socketKey{v6: cfg.Addr.Is6(), source: cfg.Source, tos: cfg.TOS}})
+		added = append(added, fresh{cfg: cfg, key: socketKey{v6: cfg.Addr.Is6(), source: cfg.Source, tos: cfg.TOS}})
 	}
+	var removed []*target
 	for cfg, t := range e.targets {
 		if keep[cfg] != t {
-			t.removed = true
-			t.sock.targets--
-			e.sends.remove(t)
+			removed = append(removed, t)
 		}
 	}
 
@@ -384,30 +392,47 @@ func (e *Engine) SetTargets(ts []Target) {
 		}
 		byInterval[iv] = append(byInterval[iv], i)
 	}
-	now := e.mono()
+	made := make([]fresh, 0, len(added))
 	for _, iv := range intervals {
 		idx := byInterval[iv]
 		phases := spreadPhases(taken[iv], len(idx), int64(iv))
 		for k, i := range idx {
 			a := added[i]
-			s := e.sockets[a.key]
-			if s == nil {
-				s = &socket{key: a.key, kick: make(chan struct{}, 1)}
-				e.sockets[a.key] = s
-			}
-			t, err := newTarget(a.cfg, s, phases[k])
+			t, err := newTarget(a.cfg, nil, phases[k])
 			if err != nil {
 				delete(keep, a.cfg)
 				e.log.Warn("icmp: target skipped", "ue", a.cfg.UE, "err", err)
 				continue
 			}
 			keep[a.cfg] = t
-			s.targets++
-			t.start(now)
-			e.sends.push(t)
+			a.t = t
+			made = append(made, a)
 		}
 	}
+	if len(removed) == 0 && len(made) == 0 {
+		return // the same targets: nothing for the sender to change
+	}
+
+	e.mu.Lock()
+	for _, t := range removed {
+		t.removed = true
+		t.sock.targets--
+		e.sends.remove(t)
+	}
+	now := e.mono()
+	for _, a := range made {
+		s := e.sockets[a.key]
+		if s == nil {
+			s = &socket{key: a.key, kick: make(chan struct{}, 1)}
+			e.sockets[a.key] = s
+		}
+		a.t.sock = s
+		s.targets++
+		a.t.start(now)
+		e.sends.push(a.t)
+	}
 	e.targets = keep
+	e.mu.Unlock()
 	select {
 	case e.poke <- struct{}{}:
 	default:
