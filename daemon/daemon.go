@@ -478,7 +478,17 @@ func (d *Daemon) startICMPIfNeeded() error {
 // Tick evaluates every UE and does the periodic work (polling sessions,
 // reading the state file). Running it again at once is harmless: what is
 // in flight is not asked for twice.
-func (d *Daemon) Tick() {
+func (d *Daemon) Tick() { d.tick(0) }
+
+// sweepPerTick is how many UEs the control loop's tick evaluates: every UE
+// up to this many, else this many a tick, going round the fleet (250,000
+// UEs: once every 25 ticks). A sample or a due time evaluates a UE at once
+// in any case; the sweep is the safety net, and evaluating 250,000 UEs
+// every second took a third of a core.
+const sweepPerTick = 10_000
+
+// tick is Tick evaluating the next n UEs of the sweep (0: every UE).
+func (d *Daemon) tick(n int) {
 	now := d.now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -487,8 +497,14 @@ func (d *Daemon) Tick() {
 		d.receiver.FlushLog()
 	}
 	d.decide(now, func() {
-		d.decisions = d.engine.Tick(now, d.observe, d.decisions)
-		d.metrics.evalTick.Add(float64(len(d.cfg.UEs)))
+		if n == 0 {
+			d.decisions = d.engine.Tick(now, d.observe, d.decisions)
+			d.metrics.evalTick.Add(float64(len(d.cfg.UEs)))
+			return
+		}
+		var swept int
+		d.decisions, swept = d.engine.Sweep(now, d.observe, n, d.decisions)
+		d.metrics.evalTick.Add(float64(swept))
 	})
 	if d.api != nil && d.cfg.API.PollInterval > 0 && now.Sub(d.lastPoll) >= d.cfg.API.PollInterval {
 		d.lastPoll = now
@@ -509,7 +525,7 @@ func (d *Daemon) expireHeld(now time.Time) {
 		return
 	}
 	d.nextExpiry = time.Time{}
-	for _, st := range d.engine.Statuses(nil) {
+	for _, st := range d.engine.Holding(nil) {
 		if !st.HasSession || st.Session.ExpiresAt.IsZero() {
 			continue
 		}
@@ -835,7 +851,7 @@ func (d *Daemon) shutdown() error {
 	aborted := d.abortErr != nil
 	release := d.cfg.Guards.ReleaseOnShutdown && !d.cfg.DryRun && !aborted
 	var held []policy.Status
-	for _, st := range d.engine.Statuses(nil) {
+	for _, st := range d.engine.Holding(nil) {
 		if st.HasSession {
 			held = append(held, st)
 		}

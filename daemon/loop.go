@@ -18,8 +18,9 @@ import (
 //     clock alone (a `for` ends, a cooldown, a backoff, a renewal); one
 //     timer wakes the loop at the earliest, and the pass evaluates the UEs
 //     due. A breach's `for` fires at exactly since + for.
-//   - The tick (config `tick`) evaluates every UE, and does what is
-//     periodic: polling sessions, reading the state file, pruning.
+//   - The tick (config `tick`) evaluates every UE, or the next
+//     sweepPerTick of a larger fleet, and does what is periodic: polling
+//     sessions, reading the state file, pruning.
 //
 // Every trigger runs the same level-triggered evaluation, so an extra one
 // is harmless; a pass evaluates each UE at most once, and passes are at
@@ -136,10 +137,8 @@ func (d *Daemon) loop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
-			// The tick evaluates every UE: what is dirty now is covered.
-			batch = d.dirty.take(batch[:0])
-			clear(batch)
-			d.Tick()
+			// A part of the fleet: what is dirty is left to the pass.
+			d.tick(sweepPerTick)
 			d.mu.Lock()
 			if d.cfg.Tick != tick { // reloaded
 				tick = d.cfg.Tick

@@ -471,7 +471,7 @@ func (d *Daemon) forgetIntent(txid string) {
 // network ended it when notifications don't reach us. It also tries again
 // to end strays a DELETE failed for. The caller holds d.mu.
 func (d *Daemon) pollHeld() {
-	for _, st := range d.engine.Statuses(nil) {
+	for _, st := range d.engine.Holding(nil) {
 		if !st.HasSession || d.isBusy(st.UE) || d.polling[st.Session.ID] {
 			continue
 		}

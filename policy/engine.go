@@ -19,6 +19,9 @@ type Engine struct {
 	ues  map[string]*ue
 	list []*ue // in SetUE order: Tick's order, which decides who gets a free slot first
 	gone int   // entries of list dropped since the last compaction
+	// sweepAt is where the next Sweep starts in list; list is compacted
+	// only when a sweep ends, so the position stays meaningful.
+	sweepAt int
 
 	groupIdx   map[string]int
 	groupNames []string
@@ -294,10 +297,25 @@ func (e *Engine) Evaluate(now time.Time, name string, obs Observation) (Decision
 // observation observe returns for it (not called for removed UEs), and
 // appends the decisions other than None to dst.
 func (e *Engine) Tick(now time.Time, observe func(ue string) Observation, dst []Decision) []Decision {
-	for _, u := range e.list {
+	e.sweepAt = 0
+	dst, _ = e.Sweep(now, observe, len(e.list), dst)
+	return dst
+}
+
+// Sweep is Tick for at most n UEs: it goes on from where the last Sweep
+// stopped, in the same order, and stops at the end of the list (the next
+// one starts over). It reports how many it evaluated. A large fleet is
+// swept over several calls, so one call does not hold the caller for
+// every UE: what changes a UE's state is evaluated at once by Evaluate (a
+// sample) and DueUEs (the clock); the sweep is the safety net.
+func (e *Engine) Sweep(now time.Time, observe func(ue string) Observation, n int, dst []Decision) ([]Decision, int) {
+	done := 0
+	for ; done < n && e.sweepAt < len(e.list); e.sweepAt++ {
+		u := e.list[e.sweepAt]
 		if u.gone {
 			continue
 		}
+		done++
 		var obs Observation
 		if !u.removed && observe != nil {
 			obs = observe(u.name)
@@ -306,17 +324,26 @@ func (e *Engine) Tick(now time.Time, observe func(ue string) Observation, dst []
 			dst = append(dst, d)
 		}
 	}
-	if e.gone > 0 {
-		kept := e.list[:0]
-		for _, u := range e.list {
-			if !u.gone {
-				kept = append(kept, u)
-			}
-		}
-		clear(e.list[len(kept):])
-		e.list, e.gone = kept, 0
+	if e.sweepAt >= len(e.list) {
+		e.sweepAt = 0
+		e.compact()
 	}
-	return dst
+	return dst, done
+}
+
+// compact drops the UEs that are gone from list, between sweeps.
+func (e *Engine) compact() {
+	if e.gone == 0 {
+		return
+	}
+	kept := e.list[:0]
+	for _, u := range e.list {
+		if !u.gone {
+			kept = append(kept, u)
+		}
+	}
+	clear(e.list[len(kept):])
+	e.list, e.gone = kept, 0
 }
 
 // eval evaluates u and sets its due time from what it waits for next.
@@ -996,6 +1023,18 @@ func (e *Engine) Status(name string) (Status, bool) {
 func (e *Engine) Statuses(dst []Status) []Status {
 	for _, u := range e.list {
 		if !u.gone {
+			dst = append(dst, e.status(u))
+		}
+	}
+	return dst
+}
+
+// Holding appends the status of every UE that holds a session, in SetUE
+// order, to dst: the few a poll or an expiry looks at, without building the
+// status of every UE of a large fleet.
+func (e *Engine) Holding(dst []Status) []Status {
+	for _, u := range e.list {
+		if !u.gone && u.has {
 			dst = append(dst, e.status(u))
 		}
 	}

@@ -878,3 +878,40 @@ func TestBriefsAreStatusesInBrief(t *testing.T) {
 		t.Errorf("Briefs = %+v: want c, a (holding a session) and d (removed, still holding one)", got)
 	}
 }
+
+// Sweep covers a large fleet over several calls: each UE once a round, in
+// SetUE order, n at a time, starting over after the last; a UE that is
+// gone is not evaluated and is dropped when a round ends.
+func TestSweepGoesRoundInParts(t *testing.T) {
+	h := newHarness(t, Guards{})
+	for i := range 5 {
+		h.ue(fmt.Sprint("ue-", i), lowLatency())
+	}
+	var seen []string
+	observe := func(ue string) Observation {
+		seen = append(seen, ue)
+		return withSpans(obsGood)
+	}
+	var counts []int
+	for range 4 {
+		_, n := h.e.Sweep(h.now, observe, 2, nil)
+		counts = append(counts, n)
+	}
+	if want := []int{2, 2, 1, 2}; !reflect.DeepEqual(counts, want) {
+		t.Errorf("UEs per sweep %v, want %v", counts, want)
+	}
+	if want := strings.Fields("ue-0 ue-1 ue-2 ue-3 ue-4 ue-0 ue-1"); !reflect.DeepEqual(seen, want) {
+		t.Errorf("evaluated %v, want %v", seen, want)
+	}
+	// Tick still evaluates every UE, from the start.
+	seen = nil
+	h.e.Tick(h.now, observe, nil)
+	if len(seen) != 5 || seen[0] != "ue-0" {
+		t.Errorf("Tick evaluated %v, want all 5 from ue-0", seen)
+	}
+	// Holding lists only the UEs with a session.
+	h.must(h.e.Adopt(h.now, "ue-3", Session{ID: "s-3", QoS: "QOS_E", ExpiresAt: h.now.Add(time.Hour)}))
+	if held := h.e.Holding(nil); len(held) != 1 || held[0].UE != "ue-3" || held[0].Session.ID != "s-3" {
+		t.Errorf("Holding = %+v, want ue-3 with s-3 alone", held)
+	}
+}
