@@ -79,3 +79,52 @@ ues:
 		})
 	}
 }
+
+// The same warnings for the UEs an ue_sd template makes: with one echo
+// every 30 s and `for: 10s`, a single lost echo bought a session for each
+// of thousands of discovered UEs.
+func TestBlipWarningsOfTemplates(t *testing.T) {
+	t.Setenv("QODTEST_SECRET", secretValue)
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, interval string
+		want           string // "" for none
+	}{
+		{"a round longer than for", "30s", `ue_sd[0].template.probes: with rule r: 10s is not longer than the latency step of 37.5s`},
+		{"rounds shorter than for: none", "2s", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			yaml := `api:
+  base_url: https://qod.example.com/v1
+  auth: {type: bearer, token: "${QODTEST_SECRET}"}
+state_dir: /var/lib/qodwatch
+defaults:
+  application_server: {ipv4: 203.0.113.10}
+ue_sd:
+  - name: fleet
+    file_sd: {files: [` + dir + `/*.json]}
+    template: {ipv4: "{{target}}", rule: r, probes: [{icmp: {interval: ` + tc.interval + `, packets: 1}}]}
+rules:
+  r:
+    breach: {any: ["latency_max > 5s"], for: 10s}
+    recover: {all: ["latency_max < 1s"], for: 10s}
+    qos: QOS_E
+    duration: 10m
+`
+			cfg, err := Parse("inline.yaml", []byte(yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, w := range cfg.Warnings {
+				got = append(got, w.Path+": "+w.Msg)
+			}
+			switch {
+			case tc.want == "" && len(got) > 0:
+				t.Errorf("warnings %q, want none", got)
+			case tc.want != "" && (len(got) != 1 || !strings.HasPrefix(got[0], tc.want)):
+				t.Errorf("warnings %q, want one starting %q", got, tc.want)
+			}
+		})
+	}
+}

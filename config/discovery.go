@@ -243,12 +243,22 @@ func (r *resolver) checkTemplate(p string, t *rawTemplate, rules map[string]*pol
 	}
 	if t.Probes != nil {
 		ok := !r.d.failedWithin(p + ".probes")
+		var probes []Probe
 		for _, rp := range *t.Probes {
-			_, good := r.probe(rp, nil)
+			pr, good := r.probe(rp, nil)
 			ok = ok && good
+			probes = append(probes, pr)
 		}
 		if ok {
 			r.checkProbeSet(p+".probes", *t.Probes, nil)
+			// What warnBlips says of static UEs, said of the UEs this
+			// template makes: a whole fleet is bought for on a blip.
+			if rule := rules[t.Rule]; rule != nil {
+				u := UE{Probes: probes, Window: defaultWindow, Rule: rule}
+				for _, w := range rule.BlipWarnings(probingOf(&u)) {
+					r.warnAt(p+".probes", "with rule %s: %s", t.Rule, w.Msg)
+				}
+			}
 		}
 	}
 	if t.ApplicationServer != nil {

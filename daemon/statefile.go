@@ -4,10 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -237,7 +235,10 @@ func (f *StateFile) Load() (State, error) {
 // Update applies change to the current state and writes the result durably
 // before returning; it returns the state written. If change returns an
 // error its change is not written. Concurrent Updates may be written
-// together (see StateFile), each change applied in the order they came.
+// together (see StateFile), each change applied in the order they came; a
+// change may run twice (when one after it in its group fails), so it must
+// depend only on the state it is given. The state returned is shared with
+// the rest of the group: read it, do not change it.
 func (f *StateFile) Update(change func(*State) error) (State, error) {
 	u := &stateUpdate{change: change, done: make(chan struct{})}
 	f.mu.Lock()
@@ -293,15 +294,24 @@ func (f *StateFile) commit(group []*stateUpdate) {
 		fail(err)
 		return
 	}
+	// Each change works on the state itself: a copy per change cost a
+	// copy of every intent per update, quadratic when thousands of creates
+	// came at once. A change that fails may have left edits behind, so the
+	// file (unchanged, locked) is read again and the changes before it
+	// applied again: a change depends only on the state it is given.
 	var applied []*stateUpdate
 	for _, x := range group {
-		// A change that fails must leave nothing behind: it works on a copy.
-		next := st.clone()
-		if err := x.change(&next); err != nil {
-			x.st, x.err = next, err
+		if err := x.change(&st); err != nil {
+			x.err = err
+			if st, err = f.read(); err != nil {
+				fail(err)
+				return
+			}
+			for _, y := range applied {
+				_ = y.change(&st) // it succeeded on this same state before
+			}
 			continue
 		}
-		st = next
 		applied = append(applied, x)
 	}
 	if len(applied) == 0 {
@@ -318,19 +328,8 @@ func (f *StateFile) commit(group []*stateUpdate) {
 		f.onWrite(werr)
 	}
 	for _, x := range applied {
-		x.st, x.err = st.clone(), werr
+		x.st, x.err = st, werr // shared: Update's callers only read it
 	}
-}
-
-func (s State) clone() State {
-	s.Sessions = slices.Clone(s.Sessions)
-	s.Intents = slices.Clone(s.Intents)
-	if s.Budget != nil {
-		b := *s.Budget
-		s.Budget = &b
-	}
-	s.Cooldowns = maps.Clone(s.Cooldowns)
-	return s
 }
 
 func (f *StateFile) lock() (func(), error) {

@@ -131,7 +131,7 @@ ue_sd:
     template: {ipv4: "{{target}}", rule: always, probes: [{icmp: {interval: 1s, timeout: 1s}}]}
   - name: good
     file_sd: {files: [%q], refresh_interval: 1m}
-    template: {ipv4: "{{target}}", rule: never, probes: [{icmp: {interval: %s, timeout: 2s}}]}
+    template: {ipv4: "{{target}}", rule: never, probes: [{icmp: {interval: %s, timeout: 2s, packets: 1}}]}
 rules:
   always:
     breach: {any: ["latency_max > 1ns"], for: 1s}
@@ -235,20 +235,15 @@ func phase(sim *qodsim.Server, ps []*shard, name string, t0 time.Time) {
 	time.Sleep(*measure)
 	fmt.Printf("\n%s: every breaching UE held a session %.1f s after the start; measured over %s\n", name, settle.Seconds(), *measure)
 	fmt.Printf("%-6s %8s %9s %10s %10s %8s %9s\n", "shard", "UEs", "CPU %", "RSS MiB", "echoes", "loss %", "sessions")
-	// echoes: counted from per-UE series; 0 when a shard is too large for
-	// them, and loss is then the mean of the UEs' window loss.
+	// echoes and loss from the ICMP engine's own counts: echoes sent, and
+	// those that timed out, over the measured time.
 	for i, s := range ps {
 		after := sampleOf(s)
 		cpu := float64(after.cpuTicks-before[i].cpuTicks) / 100 / after.at.Sub(before[i].at).Seconds() * 100
-		sent, recv := after.sent-before[i].sent, after.received-before[i].received
+		sent, lost := after.sent-before[i].sent, after.lost-before[i].lost
 		loss := 0.0
-		switch {
-		case sent > 0:
-			// Replies to echoes sent before the window count in it: a
-			// hair below 0 is 0.
-			loss = max(0, 100*(1-recv/sent))
-		case after.lossCount > 0:
-			loss = 100 * after.lossSum / after.lossCount
+		if sent > 0 {
+			loss = 100 * lost / sent
 		}
 		fmt.Printf("%-6d %8.0f %9.1f %10.0f %10.0f %8.3f %9.0f\n", s.index, after.ues, cpu, after.rssMiB, sent, loss, after.sessions)
 	}
@@ -266,13 +261,10 @@ func live(sim *qodsim.Server) int {
 }
 
 type sample struct {
-	at                            time.Time
-	cpuTicks                      int64
-	rssMiB                        float64
-	ues, sent, received, sessions float64
-	// The fleet family: the mean of the UEs' window loss, for shards too
-	// large for per-UE series (web.per_ue_metrics auto).
-	lossSum, lossCount float64
+	at                        time.Time
+	cpuTicks                  int64
+	rssMiB                    float64
+	ues, sent, lost, sessions float64
 }
 
 func sampleOf(s *shard) sample {
@@ -314,18 +306,17 @@ func sampleOf(s *shard) sample {
 			v, _ = strconv.ParseFloat(l[i+1:], 64)
 		}
 		switch name {
-		case "qodwatch_probe_sent_total":
-			out.sent += v
-		case "qodwatch_probe_received_total":
-			out.received += v
+		case "qodwatch_icmp_packets_total":
+			switch {
+			case strings.Contains(l, `result="sent"`):
+				out.sent += v
+			case strings.Contains(l, `result="lost"`):
+				out.lost += v
+			}
 		case "qodwatch_ues":
 			out.ues += v
 		case "qodwatch_ue_session_active":
 			out.sessions += v
-		case "qodwatch_fleet_window_loss_ratio_sum":
-			out.lossSum += v
-		case "qodwatch_fleet_window_loss_ratio_count":
-			out.lossCount += v
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -380,12 +371,19 @@ func watchSim(ctx context.Context, sim *qodsim.Server) (dups func() []string) {
 // sessions with every shard's state file: a live session none lists is
 // unknown (nobody would end it).
 func judge(sim *qodsim.Server, dir string, dups []string) {
-	creates, deletes, conflicts := 0, 0, 0
+	bought := map[string]bool{} // the devices whose rule breaches
+	for i := range *bad {
+		bought[addr(i)] = true
+	}
+	creates, deletes, conflicts, unwanted := 0, 0, 0, 0
 	for _, r := range sim.Requests() {
 		post := r.Method == http.MethodPost && strings.HasSuffix(r.Path, "/sessions")
 		switch {
 		case post && (r.Status == http.StatusOK || r.Status == http.StatusCreated):
 			creates++
+			if !bought[deviceOf(r.Body)] {
+				unwanted++
+			}
 		case post && r.Status == http.StatusConflict:
 			conflicts++
 		case r.Method == http.MethodDelete && r.Status == http.StatusNoContent:
@@ -411,8 +409,8 @@ func judge(sim *qodsim.Server, dir string, dups []string) {
 			fmt.Printf("unknown session %s of %s\n", s.ID, s.UE.IPv4Addr)
 		}
 	}
-	fmt.Printf("\nsimulator: %d creates, %d deletes, %d answered 409 (a create while the device held a session), %d duplicate (devices seen holding two live sessions), %d unknown (live, in no shard's state file)\n",
-		creates, deletes, conflicts, len(dups), unknown)
+	fmt.Printf("\nsimulator: %d creates (%d for UEs whose rule never breaches: false), %d deletes, %d answered 409 (a create while the device held a session), %d duplicate (devices seen holding two live sessions), %d unknown (live, in no shard's state file)\n",
+		creates, unwanted, deletes, conflicts, len(dups), unknown)
 	if len(dups) > 0 || unknown > 0 {
 		os.Exit(1)
 	}

@@ -84,9 +84,11 @@ const (
 	// While a reply may be waiting to be matched, timeouts wait (so that
 	// a reply that came in time is judged by its kernel timestamp, however
 	// late the receive goroutine runs), checking again after expiryRetry,
-	// but never longer than maxExpiryDefer.
+	// but never longer than maxExpiryDefer: 5 s, since four 250,000-UE
+	// shards starting at once on 2 cores left readers unscheduled for
+	// over a second, and each echo answered meanwhile counted as lost.
 	expiryRetry    = time.Millisecond
-	maxExpiryDefer = time.Second
+	maxExpiryDefer = 5 * time.Second
 	// maxReadDelay bounds how long a reply waits to be read while the
 	// engine is otherwise idle (see receive).
 	maxReadDelay = 20 * time.Millisecond
