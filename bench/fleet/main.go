@@ -6,7 +6,7 @@
 // may hold two sessions at once (duplicate), and every live session must be
 // in some shard's state file (unknown).
 //
-//	go run ./bench/fleet -ues 1000000 -shards 4 -reshard 5   # bench/fleet.sh
+//	go run ./bench/fleet -ues 1000000 -shards 4 -reshard 5
 //
 // Run as root (raw ICMP; or ping sockets allowed by ping_group_range).
 // Only 127.0.0.0/8 is pinged.
