@@ -62,20 +62,7 @@ ues:
 				rec = `{all: ["throughput_p50 > 8Mbps"], for: 10s}`
 			}
 			yaml := head + tc.ues + "\nrules:\n  r:\n    breach: " + tc.rule + "\n    recover: " + rec + "\n    qos: QOS_E\n    duration: 10m\n"
-			cfg, err := Parse("inline.yaml", []byte(yaml))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			for _, w := range cfg.Warnings {
-				got = append(got, w.Path+": "+w.Msg)
-			}
-			switch {
-			case tc.want == "" && len(got) > 0:
-				t.Errorf("warnings %q, want none", got)
-			case tc.want != "" && (len(got) != 1 || !strings.HasPrefix(got[0], tc.want)):
-				t.Errorf("warnings %q, want one starting %q", got, tc.want)
-			}
+			wantOneWarning(t, yaml, tc.want)
 		})
 	}
 }
@@ -111,20 +98,27 @@ rules:
     qos: QOS_E
     duration: 10m
 `
-			cfg, err := Parse("inline.yaml", []byte(yaml))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			for _, w := range cfg.Warnings {
-				got = append(got, w.Path+": "+w.Msg)
-			}
-			switch {
-			case tc.want == "" && len(got) > 0:
-				t.Errorf("warnings %q, want none", got)
-			case tc.want != "" && (len(got) != 1 || !strings.HasPrefix(got[0], tc.want)):
-				t.Errorf("warnings %q, want one starting %q", got, tc.want)
-			}
+			wantOneWarning(t, yaml, tc.want)
 		})
+	}
+}
+
+// wantOneWarning parses yaml and wants exactly one warning, starting with
+// want ("": none).
+func wantOneWarning(t *testing.T, yaml, want string) {
+	t.Helper()
+	cfg, err := Parse("inline.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range cfg.Warnings {
+		got = append(got, w.Path+": "+w.Msg)
+	}
+	switch {
+	case want == "" && len(got) > 0:
+		t.Errorf("warnings %q, want none", got)
+	case want != "" && (len(got) != 1 || !strings.HasPrefix(got[0], want)):
+		t.Errorf("warnings %q, want one starting %q", got, want)
 	}
 }
