@@ -196,10 +196,10 @@ var msisdnPatterns = map[string]*regexp.Regexp{
 
 func (r *resolver) ues(raw []rawUE, defs resolvedDefaults, rules map[string]*policy.Rule, specs map[string]policy.RuleSpec, discovered bool) []UE {
 	out := make([]UE, 0, len(raw))
-	firstName := map[string]int{}
+	firstName := make(map[string]int, len(raw))
 	// One device under two names would get two policies and, at the API,
 	// two sessions: the second refused or, worse, replacing the first.
-	firstID := map[string]int{}
+	firstID := make(map[string]int, len(raw))
 	for i := range raw {
 		p := indexPath("ues", i)
 		ue, ok := r.ue(p, &raw[i], defs, rules, specs)
@@ -260,7 +260,11 @@ func (r *resolver) ue(p string, u *rawUE, defs resolvedDefaults, rules map[strin
 	if u.IPv6 != "" {
 		out.IPv6 = r.singleAddr(p+".ipv6", u.IPv6, false, false)
 	}
-	if !r.d.has(p+".msisdn") && !r.d.has(p+".external_id") && !r.d.has(p+".ipv4") && !r.d.has(p+".ipv6") {
+	// A value written is an identifier written; the file's paths are
+	// looked up only when every value is empty (100,000 UEs: a quarter of
+	// a second of reload in building and hashing the paths).
+	written := u.MSISDN != "" || u.ExternalID != "" || u.IPv6 != "" || u.IPv4 != (rawUEIPv4{})
+	if !written && !r.d.has(p+".msisdn") && !r.d.has(p+".external_id") && !r.d.has(p+".ipv4") && !r.d.has(p+".ipv6") {
 		r.d.errorAt(p, "no identifier: the API needs msisdn, external_id, ipv4 or ipv6 to know the device")
 	}
 	switch {
@@ -303,10 +307,8 @@ func (r *resolver) ue(p string, u *rawUE, defs resolvedDefaults, rules map[strin
 	}
 	r.checkLabels(p+".labels", u.Labels)
 	if len(defs.labels)+len(u.Labels) > 0 {
-		out.Labels = maps.Clone(defs.labels)
-		if out.Labels == nil {
-			out.Labels = map[string]string{}
-		}
+		out.Labels = make(map[string]string, len(defs.labels)+len(u.Labels))
+		maps.Copy(out.Labels, defs.labels)
 		maps.Copy(out.Labels, u.Labels)
 	}
 
