@@ -20,7 +20,7 @@ func newICMPCollector(d *Daemon) *icmpCollector {
 	return &icmpCollector{
 		d: d,
 		packets: prometheus.NewDesc("qodwatch_icmp_packets_total",
-			"Echo requests of the shared ICMP engine by result: sent (accepted by the kernel), received (matched within the timeout), lost (timed out; includes late), late (answered after the timeout), duplicate, unmatched (replies that are not ours), send_error.",
+			"Echo requests of the shared ICMP engine by result: sent (accepted by the kernel), received (matched within the timeout), lost (timed out; includes late), late (answered after the timeout), duplicate, unmatched (replies that are not ours), send_error, host_dropped (replies this host's kernel dropped on a full socket queue: the daemon read too late), unjudged (timed out while replies were being dropped so: neither lost nor recorded).",
 			[]string{"result"}, nil),
 		delayed: prometheus.NewDesc("qodwatch_icmp_delayed_sends_total",
 			"Echo requests sent more than 10 ms after they were due: the engine could not keep up.", nil, nil),
@@ -56,7 +56,8 @@ func (c *icmpCollector) Collect(ch chan<- prometheus.Metric) {
 		result string
 		v      uint64
 	}{{"sent", n.Sent}, {"received", n.Received}, {"lost", n.Lost}, {"late", n.Late},
-		{"duplicate", n.Duplicates}, {"unmatched", n.Unmatched}, {"send_error", n.SendErrors}} {
+		{"duplicate", n.Duplicates}, {"unmatched", n.Unmatched}, {"send_error", n.SendErrors},
+		{"host_dropped", n.HostDrops}, {"unjudged", n.Unjudged}} {
 		counter(c.packets, x.v, x.result)
 	}
 	counter(c.delayed, n.DelayedSends)

@@ -187,6 +187,11 @@ type Counters struct {
 	Duplicates uint64 // second replies to an answered packet
 	Unmatched  uint64 // echo replies that are not ours (other pingers, forged, garbled)
 	SendErrors uint64 // packets that could not be sent
+	// HostDrops counts replies the kernel dropped because a socket's queue
+	// was full (this host read too late); Unjudged, packets that timed
+	// out meanwhile and are not counted as lost, nor recorded.
+	HostDrops uint64
+	Unjudged  uint64
 
 	// DelayedSends counts sends made more than DelayedSendThreshold after
 	// they were due; MaxSendDelay is the worst delay seen.
@@ -574,6 +579,12 @@ func (e *Engine) expire(now int64) (deferred bool) {
 		}
 		sl.state = slotExpired
 		sl.t.sock.pending--
+		if s := sl.t.sock; s.hostDrops > 0 && sl.sentAt <= s.overflowAt {
+			// Its reply may be one the kernel dropped on our full
+			// queue: the host's loss, not the UE's, so no sample.
+			e.c.Unjudged++
+			continue
+		}
 		e.c.Lost++
 		if !sl.t.removed {
 			e.lostResults = append(e.lostResults, monitor.Result{
@@ -794,7 +805,13 @@ func (r *receiver) handle(n int, err error, before int64, active *bool) bool {
 	e.c.RecvCalls += calls - r.callsIn
 	r.callsIn = calls
 	for i := 0; i < n; i++ {
-		data, from, fromOK, kernelNs := s.message(i)
+		data, from, fromOK, kernelNs, drops := s.message(i)
+		if drops > s.hostDrops {
+			// The kernel dropped replies since the last we saw: the
+			// queue was full because this host did not read in time.
+			e.c.HostDrops += uint64(drops - s.hostDrops)
+			s.hostDrops, s.overflowAt = drops, mono
+		}
 		recv, at := mono, wall
 		if e.realClock && kernelNs > 0 {
 			// The kernel stamped the reply on arrival, in wall time;

@@ -28,9 +28,15 @@ type socket struct {
 	// watermark: every reply the kernel queued before this engine time
 	// has been matched (see Engine.expire).
 	watermark int64
-	pending   int           // packets in flight
-	targets   int           // targets sending on this socket
-	kick      chan struct{} // tells the receive goroutine to read now
+	// hostDrops is the kernel's count of replies it dropped because the
+	// socket's queue was full (SO_RXQ_OVFL); overflowAt is when a read
+	// last saw it grow. A packet sent before then that times out may have
+	// had its reply dropped by this host: see Engine.expire.
+	hostDrops  uint32
+	overflowAt int64
+	pending    int           // packets in flight
+	targets    int           // targets sending on this socket
+	kick       chan struct{} // tells the receive goroutine to read now
 
 	sysSocket
 }

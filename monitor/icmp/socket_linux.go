@@ -17,7 +17,7 @@ const (
 	maxSendBatch = 256 // messages per sendmmsg (which runs without yielding the P)
 	maxRecvBatch = 256 // messages per recvmmsg
 	recvBufLen   = 256 // an IPv4 header (<= 60) and our reply (64) fit
-	oobLen       = 64  // one SCM_TIMESTAMPNS control message
+	oobLen       = 64  // SCM_TIMESTAMPNS (32 bytes) and SO_RXQ_OVFL (24)
 
 	// Socket buffers: a receive queue for a few hundred milliseconds of
 	// replies at 30,000/s, so a GC pause or a busy core loses nothing.
@@ -230,6 +230,10 @@ func (s *socket) setOptions(fd int) error {
 	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1); err != nil {
 		return fmt.Errorf("enable SO_TIMESTAMPNS: %w", err)
 	}
+	// The count of replies the kernel dropped on a full queue comes with
+	// each message: a loss the host caused is then not blamed on the UE.
+	// Without it (an old kernel) such losses count as the UE's.
+	_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RXQ_OVFL, 1)
 	return nil
 }
 
@@ -466,8 +470,9 @@ func (p *peeker) queued(fd int) bool {
 }
 
 // message returns the i-th message of the last read: its bytes, its source
-// address and the kernel's receive time (Unix ns; 0 when absent).
-func (s *socket) message(i int) (data []byte, from [16]byte, fromOK bool, kernelNs int64) {
+// address, the kernel's receive time (Unix ns; 0 when absent) and the
+// socket's count of dropped replies (0 when none or absent).
+func (s *socket) message(i int) (data []byte, from [16]byte, fromOK bool, kernelNs int64, drops uint32) {
 	b := &s.in
 	h := &b.hdrs[i]
 	n := min(int(h.len), recvBufLen)
@@ -475,28 +480,33 @@ func (s *socket) message(i int) (data []byte, from [16]byte, fromOK bool, kernel
 	nameLen := min(int(h.hdr.Namelen), sizeofSockaddrInet6)
 	from, fromOK = sockaddrAddr(b.names[i*sizeofSockaddrInet6 : i*sizeofSockaddrInet6+nameLen])
 	oobN := min(int(h.hdr.Controllen), oobLen)
-	kernelNs = kernelTimestamp(b.oobs[i*oobLen : i*oobLen+oobN])
-	return data, from, fromOK, kernelNs
+	kernelNs, drops = controlInfo(b.oobs[i*oobLen : i*oobLen+oobN])
+	return data, from, fromOK, kernelNs, drops
 }
 
-// kernelTimestamp finds SCM_TIMESTAMPNS in control messages; 0 if absent.
-func kernelTimestamp(oob []byte) int64 {
+// controlInfo finds SCM_TIMESTAMPNS (the receive time, Unix ns) and
+// SO_RXQ_OVFL (the socket's dropped count) in control messages; 0 for
+// what is absent.
+func controlInfo(oob []byte) (kernelNs int64, drops uint32) {
 	for len(oob) >= syscall.SizeofCmsghdr {
 		h := (*syscall.Cmsghdr)(unsafe.Pointer(&oob[0]))
 		l := int(h.Len)
 		if l < syscall.SizeofCmsghdr || l > len(oob) {
-			return 0
+			return kernelNs, drops
 		}
-		if h.Level == syscall.SOL_SOCKET && h.Type == syscall.SO_TIMESTAMPNS &&
-			l >= syscall.CmsgLen(int(unsafe.Sizeof(syscall.Timespec{}))) {
+		switch {
+		case h.Level == syscall.SOL_SOCKET && h.Type == syscall.SO_TIMESTAMPNS &&
+			l >= syscall.CmsgLen(int(unsafe.Sizeof(syscall.Timespec{}))):
 			ts := (*syscall.Timespec)(unsafe.Pointer(&oob[syscall.CmsgLen(0)]))
-			return ts.Nano()
+			kernelNs = ts.Nano()
+		case h.Level == syscall.SOL_SOCKET && h.Type == syscall.SO_RXQ_OVFL && l >= syscall.CmsgLen(4):
+			drops = *(*uint32)(unsafe.Pointer(&oob[syscall.CmsgLen(0)]))
 		}
 		next := syscall.CmsgSpace(l - syscall.CmsgLen(0))
 		if next > len(oob) {
-			return 0
+			return kernelNs, drops
 		}
 		oob = oob[next:]
 	}
-	return 0
+	return kernelNs, drops
 }
