@@ -234,9 +234,10 @@ func phase(sim *qodsim.Server, ps []*shard, name string, t0 time.Time) {
 	}
 	time.Sleep(*measure)
 	fmt.Printf("\n%s: every breaching UE held a session %.1f s after the start; measured over %s\n", name, settle.Seconds(), *measure)
-	fmt.Printf("%-6s %8s %9s %10s %10s %8s %9s\n", "shard", "UEs", "CPU %", "RSS MiB", "echoes", "loss %", "sessions")
+	fmt.Printf("%-6s %8s %9s %10s %10s %8s %9s %9s\n", "shard", "UEs", "CPU %", "RSS MiB", "echoes", "loss %", "unjudged", "sessions")
 	// echoes and loss from the ICMP engine's own counts: echoes sent, and
-	// those that timed out, over the measured time.
+	// those that timed out, over the measured time; unjudged, those that
+	// timed out while the host's kernel dropped replies (not the UEs').
 	for i, s := range ps {
 		after := sampleOf(s)
 		cpu := float64(after.cpuTicks-before[i].cpuTicks) / 100 / after.at.Sub(before[i].at).Seconds() * 100
@@ -245,7 +246,7 @@ func phase(sim *qodsim.Server, ps []*shard, name string, t0 time.Time) {
 		if sent > 0 {
 			loss = 100 * lost / sent
 		}
-		fmt.Printf("%-6d %8.0f %9.1f %10.0f %10.0f %8.3f %9.0f\n", s.index, after.ues, cpu, after.rssMiB, sent, loss, after.sessions)
+		fmt.Printf("%-6d %8.0f %9.1f %10.0f %10.0f %8.3f %9.0f %9.0f\n", s.index, after.ues, cpu, after.rssMiB, sent, loss, after.unjudged-before[i].unjudged, after.sessions)
 	}
 }
 
@@ -265,6 +266,7 @@ type sample struct {
 	cpuTicks                  int64
 	rssMiB                    float64
 	ues, sent, lost, sessions float64
+	unjudged                  float64
 }
 
 func sampleOf(s *shard) sample {
@@ -312,6 +314,8 @@ func sampleOf(s *shard) sample {
 				out.sent += v
 			case strings.Contains(l, `result="lost"`):
 				out.lost += v
+			case strings.Contains(l, `result="unjudged"`):
+				out.unjudged += v
 			}
 		case "qodwatch_ues":
 			out.ues += v
