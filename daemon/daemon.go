@@ -526,7 +526,7 @@ func (d *Daemon) expireHeld(now time.Time) {
 	}
 	d.nextExpiry = time.Time{}
 	for _, st := range d.engine.Holding(nil) {
-		if !st.HasSession || st.Session.ExpiresAt.IsZero() {
+		if st.Session.ExpiresAt.IsZero() {
 			continue
 		}
 		if now.Before(st.Session.ExpiresAt) || d.isBusy(st.UE) {
@@ -850,12 +850,7 @@ func (d *Daemon) shutdown() error {
 	d.mu.Lock()
 	aborted := d.abortErr != nil
 	release := d.cfg.Guards.ReleaseOnShutdown && !d.cfg.DryRun && !aborted
-	var held []policy.Status
-	for _, st := range d.engine.Holding(nil) {
-		if st.HasSession {
-			held = append(held, st)
-		}
-	}
+	held := d.engine.Holding(nil)
 	d.mu.Unlock()
 	if !release || len(held) == 0 {
 		if len(held) > 0 && aborted {

@@ -472,7 +472,7 @@ func (d *Daemon) forgetIntent(txid string) {
 // to end strays a DELETE failed for. The caller holds d.mu.
 func (d *Daemon) pollHeld() {
 	for _, st := range d.engine.Holding(nil) {
-		if !st.HasSession || d.isBusy(st.UE) || d.polling[st.Session.ID] {
+		if d.isBusy(st.UE) || d.polling[st.Session.ID] {
 			continue
 		}
 		ue, id, api := st.UE, st.Session.ID, d.api
