@@ -401,24 +401,22 @@ func (e *Engine) SetTargets(ts []Target) {
 		}
 		byInterval[iv] = append(byInterval[iv], i)
 	}
-	made := make([]fresh, 0, len(added))
 	for _, iv := range intervals {
 		idx := byInterval[iv]
 		phases := spreadPhases(taken[iv], len(idx), int64(iv))
 		for k, i := range idx {
-			a := added[i]
+			a := &added[i]
 			t, err := newTarget(a.cfg, nil, phases[k])
 			if err != nil {
 				delete(keep, a.cfg)
 				e.log.Warn("icmp: target skipped", "ue", a.cfg.UE, "err", err)
-				continue
+				continue // a.t stays nil
 			}
 			keep[a.cfg] = t
 			a.t = t
-			made = append(made, a)
 		}
 	}
-	if len(removed) == 0 && len(made) == 0 {
+	if len(removed) == 0 && len(added) == 0 {
 		return // the same targets: nothing for the sender to change
 	}
 
@@ -429,7 +427,10 @@ func (e *Engine) SetTargets(ts []Target) {
 		e.sends.remove(t)
 	}
 	now := e.mono()
-	for _, a := range made {
+	for _, a := range added {
+		if a.t == nil {
+			continue // skipped above
+		}
 		s := e.sockets[a.key]
 		if s == nil {
 			s = &socket{key: a.key, kick: make(chan struct{}, 1)}
