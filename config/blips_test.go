@@ -8,14 +8,7 @@ import (
 // Issue 10: check warns about every rule and probe combination that lets a
 // degradation shorter than the breach's `for` buy, and about nothing else.
 func TestBlipWarnings(t *testing.T) {
-	const head = `api:
-  base_url: https://qod.example.com/v1
-  auth: {type: bearer, token: "${QODTEST_SECRET}"}
-state_dir: /var/lib/qodwatch
-defaults:
-  application_server: {ipv4: 203.0.113.10}
-ues:
-`
+	const head = blipHead + "ues:\n"
 	for _, tc := range []struct {
 		name, ues, rule string
 		want            string // "" for none
@@ -81,13 +74,7 @@ func TestBlipWarningsOfTemplates(t *testing.T) {
 		{"rounds shorter than for: none", "2s", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			yaml := `api:
-  base_url: https://qod.example.com/v1
-  auth: {type: bearer, token: "${QODTEST_SECRET}"}
-state_dir: /var/lib/qodwatch
-defaults:
-  application_server: {ipv4: 203.0.113.10}
-ue_sd:
+			yaml := blipHead + `ue_sd:
   - name: fleet
     file_sd: {files: [` + dir + `/*.json]}
     template: {ipv4: "{{target}}", rule: r, probes: [{icmp: {interval: ` + tc.interval + `, packets: 1}}]}
@@ -102,6 +89,15 @@ rules:
 		})
 	}
 }
+
+// blipHead is what the blip tests' configs share before their UEs.
+const blipHead = `api:
+  base_url: https://qod.example.com/v1
+  auth: {type: bearer, token: "${QODTEST_SECRET}"}
+state_dir: /var/lib/qodwatch
+defaults:
+  application_server: {ipv4: 203.0.113.10}
+`
 
 // wantOneWarning parses yaml and wants exactly one warning, starting with
 // want ("": none).
