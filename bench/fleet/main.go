@@ -254,11 +254,16 @@ func live(sim *qodsim.Server) int {
 	n := 0
 	now := time.Now()
 	for _, s := range sim.Sessions() {
-		if s.ExpiresAt.IsZero() || s.ExpiresAt.After(now) {
+		if isLive(s, now) {
 			n++
 		}
 	}
 	return n
+}
+
+// isLive reports whether the simulator's session s is still running at now.
+func isLive(s qodsim.Session, now time.Time) bool {
+	return s.ExpiresAt.IsZero() || s.ExpiresAt.After(now)
 }
 
 type sample struct {
@@ -344,7 +349,7 @@ func watchSim(ctx context.Context, sim *qodsim.Server) (dups func() []string) {
 			now := time.Now()
 			per := map[string]int{}
 			for _, s := range sim.Sessions() {
-				if s.ExpiresAt.IsZero() || s.ExpiresAt.After(now) {
+				if isLive(s, now) {
 					per[s.UE.IPv4Addr]++
 				}
 			}
@@ -414,7 +419,7 @@ func judge(sim *qodsim.Server, dir string, dups []string) {
 	now := time.Now()
 	for _, s := range sim.Sessions() {
 		switch {
-		case !s.ExpiresAt.IsZero() && !s.ExpiresAt.After(now), inState[s.ID]:
+		case !isLive(s, now), inState[s.ID]:
 		case intent[s.UE.IPv4Addr]:
 			// A create whose answer was cut off by the stop: its shard
 			// holds the UE as possibly holding it (DevEdge cannot look
